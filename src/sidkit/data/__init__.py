@@ -1,0 +1,1 @@
+"""Item catalogs, interactions, dataset directories, and the sources that fill them."""

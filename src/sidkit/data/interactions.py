@@ -1,0 +1,88 @@
+"""User-item interactions: who engaged with what, when, and how (rating and/or labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sidkit.data.catalog import ItemCatalog
+from sidkit.data.validation import as_id_array, check_length, check_not_empty, check_numeric
+from sidkit.errors import DataError
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """One row per interaction (or impression), M rows in all.
+
+    Attributes:
+        user_ids: (M,) int64 or str.
+        item_ids: (M,) int64 or str, each present in the catalog.
+        timestamps: (M,) int64 (seconds, or any increasing step counter).
+        ratings: (M,) float32 explicit ratings, or None.
+        labels: binary task labels such as ``click`` and ``like``, each (M,) int8 in {0, 1}.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    timestamps: np.ndarray
+    ratings: np.ndarray | None = None
+    labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        users = as_id_array(self.user_ids, where="interactions.user_id")
+        check_not_empty(len(users), where="interactions")
+        items = as_id_array(self.item_ids, where="interactions.item_id")
+        check_length(items, len(users), where="interactions.item_id", against="user_id")
+        times = np.asarray(self.timestamps)
+        check_numeric(times, where="interactions.timestamp")
+        check_length(times, len(users), where="interactions.timestamp", against="user_id")
+        if times.dtype.kind == "f":
+            if not np.all(np.isfinite(times)):
+                raise DataError("timestamps hold NaN or inf", where="interactions.timestamp",
+                                fix="drop rows without a time or fill them")
+            times = times.astype(np.int64)
+        object.__setattr__(self, "user_ids", users)
+        object.__setattr__(self, "item_ids", items)
+        object.__setattr__(self, "timestamps", times.astype(np.int64, copy=False))
+        if self.ratings is not None:
+            ratings = np.asarray(self.ratings)
+            check_numeric(ratings, where="interactions.rating")
+            check_length(ratings, len(users), where="interactions.rating", against="user_id")
+            ratings = ratings.astype(np.float32)
+            if not np.all(np.isfinite(ratings)):
+                raise DataError("ratings hold NaN or inf", where="interactions.rating",
+                                fix="drop unrated rows or store them without a rating column")
+            object.__setattr__(self, "ratings", ratings)
+        labels = {}
+        for name, values in self.labels.items():
+            label = np.asarray(values)
+            check_numeric(label, where=f"interactions.{name}")
+            check_length(label, len(users), where=f"interactions.{name}", against="user_id")
+            if not np.all((label == 0) | (label == 1)):
+                raise DataError("labels must be 0 or 1", where=f"interactions.{name}",
+                                fix="binarize the label column")
+            labels[name] = label.astype(np.int8)
+        object.__setattr__(self, "labels", labels)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_users(self) -> int:
+        return int(len(np.unique(self.user_ids)))
+
+    def check_items(self, catalog: ItemCatalog) -> np.ndarray:
+        """Row of each interaction's item in ``catalog``; raises on ids the catalog lacks."""
+        return catalog.index_of(self.item_ids)
+
+    def take(self, rows: np.ndarray) -> Interactions:
+        """The interactions at ``rows`` (indices or a boolean mask)."""
+        return Interactions(
+            self.user_ids[rows],
+            self.item_ids[rows],
+            self.timestamps[rows],
+            None if self.ratings is None else self.ratings[rows],
+            {k: v[rows] for k, v in self.labels.items()},
+        )
