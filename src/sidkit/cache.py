@@ -9,7 +9,7 @@ from platformdirs import user_cache_dir
 
 
 def cache_dir(*parts: str) -> Path:
-    """The cache directory (``SIDKIT_CACHE`` overrides the user cache), with ``parts`` appended and created."""
+    """The cache directory (``SIDKIT_CACHE`` overrides the user cache) joined with ``parts``, created."""
     root = Path(os.environ.get("SIDKIT_CACHE") or user_cache_dir("sidkit"))
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)

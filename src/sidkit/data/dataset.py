@@ -49,7 +49,7 @@ class Manifest:
 
     @staticmethod
     def now() -> str:
-        return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, eq=False)

