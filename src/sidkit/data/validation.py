@@ -13,7 +13,7 @@ def as_id_array(values: object, *, where: str) -> np.ndarray:
     if array.ndim != 1:
         raise DataError(f"ids must be one-dimensional, got shape {array.shape}", where=where,
                         fix="pass a flat list or array of ids")
-    if array.dtype.kind in "iu":
+    if array.size == 0 or array.dtype.kind in "iu":
         return array.astype(np.int64, copy=False)
     if array.dtype.kind in "US":
         return array.astype(str)
@@ -23,7 +23,7 @@ def as_id_array(values: object, *, where: str) -> np.ndarray:
         if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in array.tolist()):
             return array.astype(np.int64)
     whole = array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array))
-    if array.size and whole:
+    if whole:
         return array.astype(np.int64)
     raise DataError(f"ids must be integers or strings, got dtype {array.dtype}", where=where,
                     fix="convert the id column to int64 or string")
