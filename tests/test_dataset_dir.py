@@ -89,7 +89,7 @@ def test_failed_write_leaves_previous_file(dataset, tmp_path, monkeypatch):
 def test_missing_directory_and_files(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(tmp_path / "nope")
-    with pytest.raises(DataError, match="items.parquet is missing"):
+    with pytest.raises(DataError, match=r"items\.parquet is missing"):
         load_dataset(tmp_path)
 
 

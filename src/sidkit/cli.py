@@ -133,21 +133,12 @@ def _print_info(directory: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; sidkit's own errors become one readable line and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="sidkit")
     except SidkitError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
-    except typer.Abort:
-        return 130
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    except Exception as exc:  # click usage errors come through here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:  # click exits after --help, usage errors and normal completion
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 
