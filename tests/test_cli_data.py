@@ -52,3 +52,16 @@ def test_errors_are_one_line_with_a_fix(tmp_path, capsys):
 
 def test_usage_error_exit_code(capsys):
     assert main(["data", "fetch"]) == 2
+
+
+def test_synth_is_deterministic_and_refuses_to_clobber(tmp_path, capsys):
+    args = ["data", "synth", "--items", "3000", "--users", "200", "--interactions", "5000", "--seed", "3"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    a, b = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
+    np.testing.assert_array_equal(a.catalog.embeddings, b.catalog.embeddings)
+    np.testing.assert_array_equal(a.interactions.labels["click"], b.interactions.labels["click"])
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "a"), "--overwrite"]) == 0

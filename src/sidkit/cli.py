@@ -62,6 +62,7 @@ def data_synth(
     interactions: Annotated[int, typer.Option(help="Number of impressions.")] = 200_000,
     dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")] = False,
 ) -> None:
     """Generate a synthetic dataset with a known topic hierarchy, labels `click` and `like`.
 
@@ -70,7 +71,7 @@ def data_synth(
     from sidkit.data.synthetic import SyntheticConfig, write_synthetic
 
     config = SyntheticConfig(items=items, users=users, interactions=interactions, dim=dim, seed=seed)
-    write_synthetic(config, out)
+    write_synthetic(config, out, overwrite=overwrite)
     _print_info(out)
 
 

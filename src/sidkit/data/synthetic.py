@@ -664,7 +664,7 @@ def _check_target(target: Path, overwrite: bool) -> None:
                           fix="pass a directory path for the dataset")
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise ConfigError(f"{target} is not empty", where=str(target),
-                          fix="pass an empty or new directory, or overwrite=True to replace it")
+                          fix="pass an empty or new directory, or overwrite=True (CLI: --overwrite) to replace it")
 
 
 def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
