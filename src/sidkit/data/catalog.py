@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import numpy as np
 
@@ -70,17 +71,37 @@ class ItemCatalog:
     def index_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Row positions of ``item_ids``; raises if any id is not in the catalog."""
         query = as_id_array(item_ids, where="item_id")
-        order = np.argsort(self.item_ids, kind="stable")
-        pos = np.searchsorted(self.item_ids, query, sorter=order)
+        ids = self.item_ids
+        if ids.dtype.kind == "i" and query.dtype.kind == "i":
+            low, high = int(ids.min()), int(ids.max())
+            # Dense integer ids (the common case): one table lookup, far faster than a sorted search.
+            if high - low <= 4 * len(ids) + 1024:
+                table = np.full(high - low + 1, -1, dtype=np.int64)
+                table[ids - low] = np.arange(len(ids))
+                inside = (query >= low) & (query <= high)
+                rows = np.full(len(query), -1, dtype=np.int64)
+                rows[inside] = table[query[inside] - low]
+                missing = rows < 0
+                if not np.any(missing):
+                    return rows
+                self._raise_missing(query, missing)
+        if ids.dtype.kind != query.dtype.kind:
+            self._raise_missing(query, np.ones(len(query), dtype=bool))
+        order = np.argsort(ids, kind="stable")
+        pos = np.searchsorted(ids, query, sorter=order)
         pos = np.clip(pos, 0, len(order) - 1)
         rows = order[pos]
-        missing = self.item_ids[rows] != query
+        missing = ids[rows] != query
         if np.any(missing):
-            examples = np.unique(query[missing])[:5].tolist()
-            raise DataError(f"{int(missing.sum())} rows refer to item ids not in the catalog, for example "
-                            f"{examples}", where="item_id",
-                            fix="add those items to items.parquet or drop their interactions")
+            self._raise_missing(query, missing)
         return rows
+
+    @staticmethod
+    def _raise_missing(query: np.ndarray, missing: np.ndarray) -> NoReturn:
+        examples = np.unique(query[missing])[:5].tolist()
+        raise DataError(f"{int(missing.sum())} rows refer to item ids not in the catalog, for example "
+                        f"{examples}", where="item_id",
+                        fix="add those items to items.parquet or drop their interactions")
 
 
 def _checked_embeddings(embeddings: np.ndarray, n_items: int) -> np.ndarray:
