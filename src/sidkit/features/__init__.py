@@ -1,0 +1,1 @@
+"""Item representations for rankers: Semantic-ID token bags, hashed ids, dense content."""
