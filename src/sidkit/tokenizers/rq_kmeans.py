@@ -1,0 +1,198 @@
+"""RQ-KMeans: greedy residual k-means. Level l clusters what levels 0..l-1 left unexplained.
+
+Fit: k-means on a sample of the embeddings gives the level-0 codebook; each point's nearest
+codeword is subtracted, and the next level clusters the residuals. Encode walks the same path
+(nearest codeword per level, one GEMM per level and chunk); decode sums the chosen codewords.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from sidkit.errors import ConfigError, DataError
+from sidkit.progress import track
+from sidkit.tokenizers.base import Tokenizer, register_tokenizer
+from sidkit.tokenizers.kmeans import DEFAULT_CHUNK_SIZE, check_kmeans_args, kmeans, nearest_centers
+
+# Default training sample per code: the largest codebook times this (faiss uses the same 256).
+SAMPLE_PER_CODE = 256
+
+
+@register_tokenizer
+class RQKMeans(Tokenizer):
+    """Residual k-means tokenizer: ``levels`` codebooks, level l of ``codebook_size[l]`` codewords.
+
+    Args:
+        levels: number of code levels L.
+        codebook_size: codes per level, one int for all levels or a sequence of L ints.
+        balanced: cap every code's load during fitting at ``balance_factor * N / K`` training points,
+            which spreads usage; encoding still picks the nearest codeword, so a code is a
+            function of the vector alone.
+        balance_factor: the cap above, >= 1.
+        fit_sample: fit on at most this many rows, drawn at random (default 256 * largest K).
+        max_iter: most Lloyd iterations per level.
+        tol: per-level stop on relative objective change.
+        init_sample: points for k-means++ seeding per level (default 32 * K).
+        refine_passes: rounds of joint codebook refinement after the greedy fit (0 = plain greedy
+            residual k-means; skipped when ``balanced``): each round moves every level's codewords
+            to the best place given the other levels' codes and re-encodes, and is kept only if the
+            training error drops. Costs about one encode of the training sample per round.
+        chunk_size: rows per GEMM block.
+
+    Example:
+        >>> tokenizer = RQKMeans(levels=3, codebook_size=256).fit(embeddings)  # doctest: +SKIP
+        >>> ids = tokenizer.encode(embeddings)  # ids.codes: (N, 3) int64  # doctest: +SKIP
+    """
+
+    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *,
+                 balanced: bool = False, balance_factor: float = 1.25, fit_sample: int | None = None,
+                 max_iter: int = 25, tol: float = 1e-4, init_sample: int | None = None,
+                 refine_passes: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        super().__init__()
+        self._sizes = _level_sizes(levels, codebook_size)
+        for name, value in (("fit_sample", fit_sample), ("init_sample", init_sample)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}", where=name)
+        if not isinstance(balanced, bool):
+            raise ConfigError(f"balanced must be True or False, got {balanced!r}", where="balanced")
+        self.balanced = balanced
+        self.balance_factor = balance_factor
+        self.fit_sample = fit_sample
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init_sample = init_sample
+        if isinstance(refine_passes, bool) or not isinstance(refine_passes, int) or refine_passes < 0:
+            raise ConfigError(f"refine_passes must be an integer >= 0, got {refine_passes!r}",
+                              where="refine_passes")
+        self.refine_passes = refine_passes
+        self.chunk_size = chunk_size
+        # Fail on bad k-means settings now, not after loading data.
+        check_kmeans_args(max(self._sizes), max_iter, tol, balance_factor, chunk_size)
+        self.codebooks: list[torch.Tensor] = []
+        """Per level, a (K_l, D) float32 codebook (empty until fitted)."""
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return self._sizes
+
+    def get_config(self) -> dict[str, Any]:
+        return {"levels": len(self._sizes), "codebook_size": list(self._sizes), "balanced": self.balanced,
+                "balance_factor": self.balance_factor, "fit_sample": self.fit_sample,
+                "max_iter": self.max_iter, "tol": self.tol, "init_sample": self.init_sample,
+                "refine_passes": self.refine_passes, "chunk_size": self.chunk_size}
+
+    def _fit(self, x: np.ndarray, *, device: torch.device, seed: int) -> None:
+        n = x.shape[0]
+        sample_size = min(n, self.fit_sample or SAMPLE_PER_CODE * max(self._sizes))
+        if sample_size < max(self._sizes):
+            raise DataError(f"{sample_size} training points cannot fill a codebook of {max(self._sizes)} codes",
+                            where="fit(X)", fix="pass more embeddings or use a smaller codebook_size")
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch.randperm(n, generator=generator)[:sample_size].sort().values.numpy()
+        sample = x if sample_size == n else x[rows]
+        # A copy: the residual is updated in place and must never alias the caller's array.
+        points = torch.tensor(np.asarray(sample, dtype=np.float32), device=device)
+        residual = points.clone()
+        codebooks: list[torch.Tensor] = []
+        for level in track(range(self.levels), total=self.levels, description="RQ-KMeans levels"):
+            level_seed = int(np.random.SeedSequence([seed, level]).generate_state(1)[0])
+            result = kmeans(residual, self._sizes[level], seed=level_seed, max_iter=self.max_iter,
+                            tol=self.tol, init_sample=self.init_sample, balanced=self.balanced,
+                            balance_factor=self.balance_factor, chunk_size=self.chunk_size)
+            centers = result.centers.contiguous()
+            # The next level learns the residuals that encode will produce: nearest codeword, even
+            # when fitting balanced.
+            chosen = result.assignment if not self.balanced else nearest_centers(
+                residual, centers, chunk_size=self.chunk_size)[0]
+            residual -= centers[chosen]
+            codebooks.append(centers)
+        del residual
+        self.codebooks = codebooks
+        if self.refine_passes and not self.balanced:
+            self.codebooks = self._refined(points)
+
+    def _refined(self, points: torch.Tensor) -> list[torch.Tensor]:
+        """Codebooks after ``refine_passes`` rounds of joint refinement, or the greedy ones if no better.
+
+        Greedy fitting never revisits a level. With the codes fixed, each level's codeword moves to
+        the mean of what the other levels leave unexplained for its points (which cannot raise the
+        error for those codes); then everything is re-encoded. Kept only while the training error
+        drops. The means need no (N, D) temporaries: for level l and code j,
+        sum_i (x_i - sum_{m != l} C_m[c_im]) = S_l[j] - sum_{m != l} (P_lm @ C_m)[j], with S_l the
+        per-code sums of x and P_lm the (K_l, K_m) co-occurrence counts of codes.
+        """
+        codebooks = list(self.codebooks)
+        codes, errors = self._walk(points)
+        best, best_error = list(codebooks), float(errors.double().mean())
+        for _ in range(self.refine_passes):
+            for level in range(self.levels):
+                chosen, size = codes[:, level], self._sizes[level]
+                total = torch.zeros_like(codebooks[level]).index_add_(0, chosen, points)
+                for other in range(self.levels):
+                    if other != level:
+                        other_size = self._sizes[other]
+                        pairs = torch.bincount(chosen * other_size + codes[:, other], minlength=size * other_size)
+                        total -= pairs.view(size, other_size).to(total.dtype) @ codebooks[other]
+                counts = torch.bincount(chosen, minlength=size).unsqueeze(1)
+                codebooks[level] = torch.where(counts > 0, total / counts.clamp_min(1), codebooks[level])
+            self.codebooks = codebooks
+            codes, errors = self._walk(points)
+            error = float(errors.double().mean())
+            if error >= best_error:
+                break
+            best, best_error = list(codebooks), error
+        return best
+
+    def _encode_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return self._walk(x)[0]
+
+    def _walk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy residual walk: (B, L) int64 codes and (B,) float32 squared reconstruction errors."""
+        residual = x.clone()
+        codes = torch.empty((x.shape[0], self.levels), dtype=torch.int64, device=x.device)
+        errors = x.new_empty(0)
+        for level, codebook in enumerate(self.codebooks):
+            chosen, errors = nearest_centers(residual, codebook, chunk_size=self.chunk_size)
+            codes[:, level] = chosen
+            if level + 1 < self.levels:  # the last residual is never needed
+                residual -= codebook[chosen]
+        return codes, errors
+
+    def _quantized_batch(self, codes: torch.Tensor) -> torch.Tensor:
+        total = self.codebooks[0][codes[:, 0]].clone()
+        for level in range(1, self.levels):
+            total += self.codebooks[level][codes[:, level]]
+        return total
+
+    def _state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"codebook.{level}": codebook for level, codebook in enumerate(self.codebooks)}
+
+    def _load_state_dict(self, tensors: Mapping[str, torch.Tensor], *, dim: int) -> None:
+        codebooks = []
+        for level, size in enumerate(self._sizes):
+            name = f"codebook.{level}"
+            tensor = tensors.get(name)
+            if tensor is None or tuple(tensor.shape) != (size, dim):
+                got = None if tensor is None else tuple(tensor.shape)
+                raise DataError(f"weight {name} should have shape {(size, dim)}, got {got}",
+                                where="weights", fix="save the model again")
+            codebooks.append(tensor.float().contiguous())
+        self.codebooks = codebooks
+
+
+def _level_sizes(levels: Any, codebook_size: Any) -> tuple[int, ...]:
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+        raise ConfigError(f"levels must be a positive integer, got {levels!r}", where="levels")
+    sizes = [codebook_size] * int(levels) if isinstance(codebook_size, (int, np.integer)) else list(codebook_size)
+    if len(sizes) != levels:
+        raise ConfigError(f"{len(sizes)} codebook sizes for {levels} levels", where="codebook_size",
+                          fix="give one int for all levels or one per level")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ConfigError(f"codebook sizes must be positive integers, got {sizes}", where="codebook_size")
+    return tuple(int(s) for s in sizes)
+
