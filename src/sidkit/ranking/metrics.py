@@ -1,0 +1,277 @@
+"""Ranking metrics: AUC and log loss per task and slice, and their mean with a t interval across seeds.
+
+AUC is the Mann-Whitney statistic: the probability that a random positive scores above a random
+negative, ties counting one half; computed from mid-ranks in O(n log n). A slice whose labels hold
+one class only has no AUC: it gets None and a reason, never NaN, so a table cannot average NaN
+silently. Nothing here needs scikit-learn or scipy (the t quantile is computed from the regularized
+incomplete beta function).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from sidkit.errors import ConfigError, DataError
+from sidkit.ranking.types import RankingSplit
+
+LOG_LOSS_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class SliceMetrics:
+    """Metrics of one task on one slice of one split.
+
+    Attributes:
+        task, slice: e.g. ``"click"``, ``"new"``.
+        count: impressions in the slice; positives: those with label 1.
+        auc: ROC AUC, or None (see ``reason``) when the slice is empty or holds one class.
+        log_loss: mean binary cross-entropy of the clipped probabilities, or None when empty.
+        reason: why a metric is None, else None.
+    """
+
+    task: str
+    slice: str
+    count: int
+    positives: int
+    auc: float | None
+    log_loss: float | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RankingMetrics:
+    """Every (task, slice) of one evaluation, in task order then slice order."""
+
+    rows: tuple[SliceMetrics, ...]
+
+    def get(self, task: str, slice: str) -> SliceMetrics:
+        for row in self.rows:
+            if row.task == task and row.slice == slice:
+                return row
+        raise ConfigError(f"no metrics for task {task!r} on slice {slice!r}", where="RankingMetrics.get",
+                          fix=f"use one of {sorted({(r.task, r.slice) for r in self.rows})}")
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        """Plain dicts, one per (task, slice), for JSON and tables."""
+        return [asdict(row) for row in self.rows]
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """The mean of n values with a two-sided t confidence interval.
+
+    Attributes:
+        mean: the mean, or None when there are no values.
+        low, high, half_width: the interval ``mean -/+ half_width``, or None for fewer than 2 values.
+        std: the sample standard deviation (ddof 1), or None for fewer than 2 values.
+        n: the number of values; confidence: e.g. 0.95.
+        reason: why something is None, else None.
+    """
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    half_width: float | None
+    std: float | None
+    n: int
+    confidence: float
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AggregateMetrics:
+    """One (task, slice) across runs (seeds): AUC and log loss as mean and interval.
+
+    ``auc.n`` can be below ``runs`` when some runs had no AUC on this slice (one class).
+    """
+
+    task: str
+    slice: str
+    runs: int
+    auc: MeanCI
+    log_loss: MeanCI
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC of (n,) scores for (n,) 0/1 labels, ties counting one half; None with one class only."""
+    y, s = _checked_pair(labels, scores, "scores")
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(s, kind="stable")
+    ordered = s[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.concatenate([starts[1:], [len(ordered)]])
+    mid_ranks = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # 1-based ranks, ties averaged
+    rank_sum = float(mid_ranks[y[order] == 1].sum())
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def log_loss(labels: np.ndarray, probabilities: np.ndarray, *, eps: float = LOG_LOSS_EPS) -> float | None:
+    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]; None for no rows."""
+    y, p = _checked_pair(labels, probabilities, "probabilities")
+    if len(y) == 0:
+        return None
+    if np.any((p < 0) | (p > 1)):
+        raise DataError("probabilities fall outside [0, 1]", where="probabilities",
+                        fix="pass sigmoid(logits), not logits")
+    p = np.clip(p, eps, 1.0 - eps)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def evaluate(split: RankingSplit, predictions: Mapping[str, np.ndarray]) -> RankingMetrics:
+    """AUC and log loss of each task's (M,) probabilities on every slice of ``split``.
+
+    Args:
+        split: M impressions with labels and slices.
+        predictions: task -> (M,) probabilities; every task must have labels in ``split``.
+    """
+    rows = []
+    for task, probabilities in predictions.items():
+        if task not in split.labels:
+            raise DataError(f"no labels for task {task!r} (labels: {sorted(split.labels)})", where="predictions",
+                            fix="predict the tasks of RankingData.tasks")
+        labels = np.asarray(split.labels[task])
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.shape != labels.shape:
+            raise DataError(f"predictions for {task!r} have shape {p.shape}, labels {labels.shape}",
+                            where="predictions", fix="predict every impression of the split, in order")
+        slices = split.slices or {"all": np.ones(len(labels), dtype=bool)}
+        for name, mask in slices.items():
+            y, q = labels[mask], p[mask]
+            positives = int((y == 1).sum())
+            reason = None
+            if len(y) == 0:
+                reason = "empty slice"
+            elif positives in (0, len(y)):
+                reason = f"one class only ({'all positive' if positives else 'no positives'} in {len(y)})"
+            rows.append(SliceMetrics(task, name, len(y), positives, roc_auc(y, q) if reason is None else None,
+                                     log_loss(y, q), reason))
+    return RankingMetrics(tuple(rows))
+
+
+def mean_ci(values: Sequence[float], *, confidence: float = 0.95) -> MeanCI:
+    """Mean of ``values`` with a two-sided Student-t interval at ``confidence``."""
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must lie strictly between 0 and 1, got {confidence}", where="confidence")
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise DataError("values must be a 1-d sequence of finite numbers", where="values")
+    n = len(x)
+    if n == 0:
+        return MeanCI(None, None, None, None, None, 0, confidence, "no values")
+    mean = float(x.mean())
+    if n == 1:
+        return MeanCI(mean, None, None, None, None, 1, confidence, "one value: no interval")
+    std = float(x.std(ddof=1))
+    half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+    return MeanCI(mean, mean - half, mean + half, half, std, n, confidence)
+
+
+def aggregate(runs: Sequence[RankingMetrics], *, confidence: float = 0.95) -> tuple[AggregateMetrics, ...]:
+    """Per (task, slice), the mean and t interval of AUC and log loss across runs (e.g. seeds).
+
+    Runs where a metric is None (one class) are left out of that metric's mean.
+    """
+    keys: list[tuple[str, str]] = []
+    values: dict[tuple[str, str], list[SliceMetrics]] = {}
+    for run in runs:
+        for row in run.rows:
+            key = (row.task, row.slice)
+            if key not in values:
+                keys.append(key)
+                values[key] = []
+            values[key].append(row)
+    out = []
+    for key in keys:
+        rows = values[key]
+        aucs = [r.auc for r in rows if r.auc is not None]
+        losses = [r.log_loss for r in rows if r.log_loss is not None]
+        auc = mean_ci(aucs, confidence=confidence)
+        if not aucs:
+            reasons = sorted({r.reason for r in rows if r.reason})
+            auc = MeanCI(None, None, None, None, None, 0, confidence, "; ".join(reasons) or "no AUC")
+        out.append(AggregateMetrics(key[0], key[1], len(rows), auc, mean_ci(losses, confidence=confidence)))
+    return tuple(out)
+
+
+# ----- Student t quantile ----------------------------------------------------------------------------
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p-quantile of Student's t with ``df`` degrees of freedom (scipy.stats.t.ppf), to ~1e-12."""
+    if not 0.0 < p < 1.0:
+        raise ConfigError(f"p must lie strictly between 0 and 1, got {p}", where="p")
+    if not df > 0:
+        raise ConfigError(f"degrees of freedom must be positive, got {df}", where="df")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    if p == 0.5:
+        return 0.0
+    high = 1.0
+    while _t_cdf(high, df) < p:
+        high *= 2.0
+    low = 0.0
+    for _ in range(200):  # bisection: the CDF is monotone, and 200 halvings reach float precision
+        middle = 0.5 * (low + high)
+        if _t_cdf(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+        if high - low <= 1e-14 * max(1.0, high):
+            break
+    return 0.5 * (low + high)
+
+
+def _t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2) / 2 with x = df / (df + t^2)."""
+    return 1.0 - 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b) (continued fraction, Numerical Recipes 6.4)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 1000):
+        m2 = 2 * m
+        for numerator in (m * (b - m) * x / ((a - 1.0 + m2) * (a + m2)),
+                          -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1.0 + m2))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-16:
+            break
+    return h
+
+
+def _checked_pair(labels: np.ndarray, values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels)
+    v = np.asarray(values, dtype=np.float64)
+    if y.ndim != 1 or v.shape != y.shape:
+        raise DataError(f"labels {y.shape} and {name} {v.shape} must be 1-d of the same length", where=name)
+    if y.size and not np.all((y == 0) | (y == 1)):
+        raise DataError("labels must be 0 or 1", where="labels")
+    if not np.all(np.isfinite(v)):
+        raise DataError(f"{name} hold NaN or inf", where=name, fix="check the model's outputs")
+    return y.astype(np.int8), v
