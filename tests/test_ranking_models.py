@@ -18,6 +18,15 @@ SMALL = ModelConfig(embedding_dim=8, hidden_dims=(16, 8), expert_dims=(16, 8), t
                     dropout=0.0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and the machine may be shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _representation(dense: bool = False) -> ItemRepresentation:
     rng = np.random.default_rng(0)
     tokens = rng.integers(1, TABLE, size=(NUM_ITEMS + 1, TOKENS))

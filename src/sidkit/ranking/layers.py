@@ -59,7 +59,7 @@ class ItemEncoder(nn.Module):
     tokens: torch.Tensor
     dense: torch.Tensor | None
 
-    def __init__(self, representation: ItemRepresentation, dim: int, init_std: float = 0.01) -> None:
+    def __init__(self, representation: ItemRepresentation, dim: int, init_std: float = 0.05) -> None:
         super().__init__()
         _check_positive(dim, "embedding dim", "ItemEncoder")
         self.dim = int(dim)
@@ -127,7 +127,7 @@ class UserEncoder(nn.Module):
     """
 
     def __init__(self, num_embeddings: int, dim: int, num_fields: int = 1, pooling: UserPooling = "sum",
-                 init_std: float = 0.01) -> None:
+                 init_std: float = 0.05) -> None:
         super().__init__()
         _check_positive(num_embeddings, "num_user_embeddings", "UserEncoder")
         _check_positive(dim, "embedding dim", "UserEncoder")

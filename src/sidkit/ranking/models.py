@@ -48,7 +48,8 @@ class ModelConfig:
         dropout: dropout after each hidden layer.
         activation: hidden activation (``relu``, ``gelu``, ``silu``, ``tanh``, ``prelu``).
         batch_norm: batch normalization after each hidden linear layer (as torch-rechub's MLP).
-        init_std: standard deviation of the initial embeddings.
+        init_std: standard deviation of the initial embeddings; small, so that rows no impression
+            trains (the hashed ids of new items) stay near zero instead of adding noise.
         seed: seeds the parameter initialization in :func:`build_model`.
     """
 
@@ -65,7 +66,7 @@ class ModelConfig:
     dropout: float = 0.1
     activation: str = "relu"
     batch_norm: bool = False
-    init_std: float = 0.01
+    init_std: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
