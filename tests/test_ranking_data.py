@@ -1,0 +1,284 @@
+"""Ranking data: no leakage (history, hold-out, negatives, SPM), splits, slices, user features, ML-100K counts."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from sidkit.data.catalog import ItemCatalog
+from sidkit.data.dataset import Dataset, save_dataset
+from sidkit.data.interactions import Interactions
+from sidkit.errors import ConfigError, DataError
+from sidkit.ranking.data import (
+    AGE_EDGES,
+    build_ranking_data,
+    ranking_summary,
+    training_item_counts,
+)
+from sidkit.ranking.types import RankingData, RankingSplit
+
+
+def engagement_dataset(seed: int = 0, *, n_items: int = 40, n_users: int = 9, n_rows: int = 400) -> Dataset:
+    rng = np.random.default_rng(seed)
+    item_ids = rng.permutation(n_items) + 500  # ids differ from rows, so a mix-up shows
+    catalog = ItemCatalog(item_ids, np.array([f"item {i}" for i in item_ids], dtype=object))
+    users = rng.integers(0, n_users, n_rows) * 10 + 3
+    items = item_ids[rng.integers(0, n_items, n_rows)]
+    # One rating per (user, item), as in MovieLens.
+    _, first = np.unique(users.astype(np.int64) * 10_000 + items, return_index=True)
+    first = np.sort(first)
+    times = rng.integers(0, 60, n_rows)  # few distinct times: many ties
+    inter = Interactions(users[first], items[first], times[first],
+                         ratings=rng.integers(1, 6, n_rows)[first].astype(np.float32))
+    user_ids = np.arange(n_users - 1) * 10 + 3  # the last user has no row in users.parquet
+    users_table = pa.table({
+        "user_id": pa.array(user_ids, pa.int64()),
+        "age": pa.array([15, 20, 30, 40, 47, 52, 60, None][: n_users - 1], pa.int64()),
+        "gender": pa.array(["F", "M"] * ((n_users - 1) // 2) + ["M"] * ((n_users - 1) % 2)),
+        "occupation": pa.array([["writer", "doctor", "artist"][i % 3] for i in range(n_users - 1)]),
+        "zip_code": pa.array(["00000"] * (n_users - 1)),
+    })
+    return Dataset(catalog, inter, users_table)
+
+
+def impression_dataset(seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    n_items, n_rows = 30, 600
+    catalog = ItemCatalog(np.arange(n_items), np.array(["x"] * n_items, dtype=object))
+    click = (rng.random(n_rows) < 0.3).astype(np.int8)
+    like = click * (rng.random(n_rows) < 0.5).astype(np.int8)
+    inter = Interactions(rng.integers(0, 12, n_rows), rng.integers(0, n_items, n_rows), rng.integers(0, 100, n_rows),
+                         labels={"click": click, "like": like})
+    return Dataset(catalog, inter)
+
+
+def splits(data: RankingData) -> dict[str, RankingSplit]:
+    return {"train": data.train, "valid": data.valid, "test": data.test}
+
+
+def engagements(dataset: Dataset) -> list[tuple[int, int, int, int]]:
+    """(user code, time, row, catalog row) of every engagement (all rows, or click == 1)."""
+    inter = dataset.interactions
+    rows = dataset.catalog.index_of(inter.item_ids)
+    codes = np.unique(inter.user_ids, return_inverse=True)[1].reshape(-1)
+    click = inter.labels.get("click")
+    return [(int(codes[i]), int(inter.timestamps[i]), i, int(rows[i])) for i in range(len(inter))
+            if click is None or click[i] == 1]
+
+
+def reference_history(events: list[tuple[int, int, int, int]], user: int, at: int, length: int, pad: int,
+                      excluded: np.ndarray | None) -> list[int]:
+    """Pure Python: the user's engaged items strictly before ``at``, latest first (ties: later row first)."""
+    mine = sorted((t, r, item) for u, t, r, item in events if u == user and t < at
+                  and (excluded is None or not excluded[item]))
+    items = [item for _, _, item in reversed(mine)][:length]
+    return items + [pad] * (length - len(items))
+
+
+@pytest.mark.parametrize("split", ["user-time", "global-time"])
+def test_history_is_strictly_earlier_and_matches_a_reference(split):
+    dataset = engagement_dataset()
+    data = build_ranking_data(dataset, history=5, negatives=2, split=split, seed=3)
+    events = engagements(dataset)
+    for name, part in splits(data).items():
+        excluded = None if name == "test" else data.heldout_items
+        for j in range(len(part)):
+            expected = reference_history(events, int(part.user[j]), int(part.time[j]), 5, data.num_items, excluded)
+            assert part.history[j].tolist() == expected, (name, j)
+
+
+def test_heldout_items_never_reach_training_tensors():
+    dataset = engagement_dataset()
+    data = build_ranking_data(dataset, history=6, negatives=3, item_holdout=0.3, seed=1)
+    heldout = data.heldout_items
+    assert heldout.sum() == round(0.3 * len(np.unique(dataset.catalog.index_of(dataset.interactions.item_ids))))
+    for part in (data.train, data.valid):
+        assert not heldout[part.item].any()
+        hist = part.history[part.history < data.num_items]
+        assert not heldout[hist].any()
+    assert not (data.train_items & heldout).any()
+    assert heldout[data.test.item].any()  # they are tested, as the new slice
+    assert np.all(data.test.slices["new"][heldout[data.test.item]])
+    assert np.array_equal(training_item_counts(data)[heldout], np.zeros(heldout.sum()))
+
+
+def test_sid_spm_trained_on_training_items_never_sees_heldout_items():
+    pytest.importorskip("sentencepiece")
+    from sidkit.features.representations import build_representation
+    from sidkit.ids import SemanticIds
+
+    dataset = engagement_dataset()
+    data = build_ranking_data(dataset, history=3, negatives=1, item_holdout=0.3, seed=2)
+    n = data.num_items
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 3, (n, 3))
+    codes[data.heldout_items] = [3, 3, 3]  # symbols only held-out items use
+    sids = SemanticIds(codes, (4, 4, 4))
+
+    def pieces_of_heldout(train_items: np.ndarray) -> np.ndarray:
+        rep = build_representation("sid-spm", item_ids=dataset.catalog.item_ids, sids=sids, budget=40,
+                                   train_items=train_items)
+        return (rep.tokens[:-1][data.heldout_items] > 0).sum(axis=1)
+
+    # Unseen in training, the pattern stays three single-symbol pieces.
+    assert np.all(pieces_of_heldout(training_item_counts(data)) == 3)
+    # The check can fail: a trainer that saw the held-out items merges their frequent pattern.
+    assert np.all(pieces_of_heldout(np.ones(n, dtype=bool)) < 3)
+
+
+def test_negatives_are_never_items_the_user_engaged_with():
+    dataset = engagement_dataset()
+    data = build_ranking_data(dataset, history=2, negatives=4, seed=0)
+    inter = dataset.interactions
+    codes = np.unique(inter.user_ids, return_inverse=True)[1].reshape(-1)
+    engaged = set(zip(codes.tolist(), dataset.catalog.index_of(inter.item_ids).tolist(), strict=True))
+    total_negatives = 0
+    for part in splits(data).values():
+        negative = part.labels["click"] == 0
+        total_negatives += int(negative.sum())
+        pairs = set(zip(part.user[negative].tolist(), part.item[negative].tolist(), strict=True))
+        assert not pairs & engaged
+        assert np.all(part.labels["like"][negative] == 0)
+    assert total_negatives > 0
+
+
+def test_user_time_split_takes_each_users_latest_interactions():
+    dataset = engagement_dataset()
+    data = build_ranking_data(dataset, history=2, negatives=1, test_share=0.2, valid_share=0.1, item_holdout=0.0)
+    inter = dataset.interactions
+    codes = np.unique(inter.user_ids, return_inverse=True)[1].reshape(-1)
+    counts = np.bincount(codes)
+    n_test = np.floor(0.2 * counts + 0.5).astype(int)
+    test_pos = data.test.labels["click"] == 1
+    assert np.array_equal(np.bincount(data.test.user[test_pos], minlength=len(counts)), n_test)
+    n_valid = np.floor(0.1 * (counts - n_test) + 0.5).astype(int)
+    valid_pos = data.valid.labels["click"] == 1
+    assert np.array_equal(np.bincount(data.valid.user[valid_pos], minlength=len(counts)), n_valid)
+    for user in range(len(counts)):
+        train_times = data.train.time[data.train.user == user]
+        test_times = data.test.time[data.test.user == user]
+        if len(train_times) and len(test_times):
+            assert train_times.max() <= test_times.min()
+
+
+def test_global_time_split_cuts_everyone_at_once():
+    data = build_ranking_data(engagement_dataset(), history=2, negatives=1, split="global-time", item_holdout=0.0)
+    assert data.train.time.max() <= data.valid.time.min() <= data.valid.time.max() <= data.test.time.min()
+
+
+def test_slices_partition_every_split():
+    data = build_ranking_data(engagement_dataset(), history=2, negatives=2, seed=4)
+    for name, part in splits(data).items():
+        s = part.slices
+        assert set(s) == {"all", "new", "tail", "head"}
+        assert np.all(s["all"])
+        assert np.all(s["new"].astype(int) + s["tail"] + s["head"] == 1), name
+        assert np.array_equal(s["new"], ~data.train_items[part.item])
+    assert not data.train.slices["new"].any()
+    clicks = np.bincount(data.train.item[data.train.labels["click"] == 1], minlength=data.num_items)
+    tail_items = np.unique(data.train.item[data.train.slices["tail"]])
+    head_items = np.unique(data.train.item[data.train.slices["head"]])
+    assert clicks[tail_items].max() <= clicks[head_items].min()
+    assert abs(len(tail_items) - len(head_items)) <= 1
+
+
+def test_user_features_share_one_table():
+    dataset = engagement_dataset()
+    data = build_ranking_data(dataset, history=2, negatives=1)
+    features = np.concatenate([p.user_features for p in splits(data).values()])
+    n_users = len(np.unique(dataset.interactions.user_ids))
+    assert features.shape[1] == 4  # user id, age bucket, gender, occupation
+    ages, genders, occupations = len(AGE_EDGES) + 1, 2, 3
+    assert data.num_user_embeddings == 1 + n_users + ages + genders + occupations
+    assert features.min() >= 0 and features.max() < data.num_user_embeddings
+    assert features[:, 0].min() >= 1 and features[:, 0].max() <= n_users
+    bounds = np.cumsum([n_users, ages, genders, occupations])
+    for column in range(1, 4):
+        known = features[:, column][features[:, column] > 0]
+        assert known.min() > bounds[column - 1] and known.max() <= bounds[column]
+    # The user missing from users.parquet, and the null age, are padding.
+    last = np.concatenate([p.user for p in splits(data).values()]) == n_users - 1
+    assert np.all(features[last, 1:] == 0)
+    hashed = build_ranking_data(dataset, history=2, negatives=1, user_buckets=4)
+    assert hashed.train.user_features[:, 0].max() <= 4
+    assert hashed.num_user_embeddings == 1 + 4 + ages + genders + occupations
+
+
+def test_real_impressions_are_used_as_they_are():
+    dataset = impression_dataset()
+    data = build_ranking_data(dataset, history=4, negatives=5, item_holdout=0.2, seed=0)
+    assert data.tasks == ("click", "like")
+    inter = dataset.interactions
+    heldout_rows = data.heldout_items[inter.item_ids]  # item ids are catalog rows here
+    test_heldout = data.heldout_items[data.test.item]
+    # Every impression is kept, but held-out items' impressions outside the test split.
+    assert sum(len(p) for p in splits(data).values()) == int((~heldout_rows).sum() + test_heldout.sum())
+    total_clicks = sum(int(p.labels["click"].sum()) for p in splits(data).values())
+    kept_clicks = inter.labels["click"][~heldout_rows].sum() + data.test.labels["click"][test_heldout].sum()
+    assert total_clicks == int(kept_clicks)
+    events = engagements(dataset)  # history holds clicked impressions only
+    for j in range(0, len(data.test), 7):
+        expected = reference_history(events, int(data.test.user[j]), int(data.test.time[j]), 4, 30, None)
+        assert data.test.history[j].tolist() == expected
+
+
+def test_same_seed_same_data_and_directory_input(tmp_path):
+    dataset = engagement_dataset()
+    a = build_ranking_data(dataset, history=3, negatives=2, seed=5)
+    save_dataset(dataset, tmp_path / "ds")
+    b = build_ranking_data(tmp_path / "ds", history=3, negatives=2, seed=5)
+    for name in ("train", "valid", "test"):
+        pa_, pb = getattr(a, name), getattr(b, name)
+        assert np.array_equal(pa_.item, pb.item) and np.array_equal(pa_.history, pb.history)
+        assert np.array_equal(pa_.user_features, pb.user_features)
+    c = build_ranking_data(dataset, history=3, negatives=2, seed=6)
+    assert not np.array_equal(a.heldout_items, c.heldout_items)
+
+
+def test_bad_arguments_say_what_to_do():
+    dataset = engagement_dataset()
+    with pytest.raises(ConfigError, match="user-time"):
+        build_ranking_data(dataset, split="random")
+    with pytest.raises(ConfigError, match="test_share"):
+        build_ranking_data(dataset, test_share=0.0)
+    with pytest.raises(ConfigError, match="negatives"):
+        build_ranking_data(dataset, negatives=0)
+    with pytest.raises(ConfigError, match="item_holdout"):
+        build_ranking_data(dataset, item_holdout=1.0)
+    with pytest.raises(DataError, match="does not exist"):
+        build_ranking_data("/nonexistent/dataset")
+
+
+def test_movielens_counts_and_slices(movielens):
+    start = time.perf_counter()
+    data = build_ranking_data(movielens, history=20, negatives=4, seed=0)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10
+    assert data.num_items == 1682 and data.tasks == ("click", "like")
+    inter = movielens.interactions
+    counts = np.bincount(np.unique(inter.user_ids, return_inverse=True)[1].reshape(-1))
+    expected_test = int(np.floor(0.2 * counts + 0.5).sum())
+    test_pos = data.test.labels["click"] == 1
+    assert int(test_pos.sum()) == expected_test
+    rows = movielens.catalog.index_of(inter.item_ids)
+    trainable = int((~data.heldout_items[rows]).sum())
+    train_valid_pos = int(data.train.labels["click"].sum() + data.valid.labels["click"].sum())
+    assert train_valid_pos == trainable - int((~data.heldout_items[data.test.item[test_pos]]).sum())
+    for part in splits(data).values():
+        positives = int(part.labels["click"].sum())
+        assert len(part) >= positives * 5 - 50  # 4 negatives each, bar a handful of heavy users
+        assert part.history.shape == (len(part), 20)
+        assert part.user_features.shape[1] == 4  # id, age, gender, occupation
+    assert data.heldout_items.sum() == round(0.2 * len(np.unique(rows)))
+    for name in ("all", "new", "tail", "head"):
+        mask = data.test.slices[name]
+        assert mask.any(), name
+        assert 0 < data.test.labels["click"][mask].mean() < 1, name
+    new = data.test.slices["new"]
+    # Time-local negatives: the new slice is not nearly all positives (DESIGN.md section 4, trap 3).
+    assert abs(data.test.labels["click"][new].mean() - 0.2) < 0.05
+    summary = ranking_summary(data)
+    assert summary["test"]["positives"]["click"] == expected_test
