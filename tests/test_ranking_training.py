@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.features.types import ItemRepresentation
+from sidkit.ranking.metrics import roc_auc
 from sidkit.ranking.models import ModelConfig, build_model
-from sidkit.ranking.training import EpochRecord, TrainConfig, TrainResult, _auc, predict, train_model
+from sidkit.ranking.training import EpochRecord, TrainConfig, TrainResult, predict, train_model
 from sidkit.ranking.types import RankingData, RankingSplit
 
 NUM_ITEMS, TOPICS, USERS, HISTORY = 60, 4, 30, 5
@@ -78,7 +77,7 @@ def test_training_lowers_the_loss_and_learns(name: str) -> None:
     assert set(probabilities) == set(TASKS)
     assert probabilities["click"].dtype == np.float32 and probabilities["click"].shape == (len(data.test),)
     assert ((probabilities["click"] >= 0) & (probabilities["click"] <= 1)).all()
-    assert _auc(data.test.labels["click"], probabilities["click"]) > 0.75
+    assert (roc_auc(data.test.labels["click"], probabilities["click"]) or 0.0) > 0.75
 
 
 def test_same_seed_same_training() -> None:
@@ -99,11 +98,11 @@ def test_best_validation_weights_are_restored() -> None:
     data = _data(600)
     model = _model()
     result = train_model(model, data, TrainConfig(**{**FAST.__dict__, "epochs": 4, "patience": 4}))
-    best = max(result.history, key=lambda r: r.valid_mean_auc)
+    best = max(result.history, key=lambda r: r.valid_mean_auc or 0.0)
     assert result.best_epoch == best.epoch
     assert result.best_valid_mean_auc == best.valid_mean_auc
     probabilities = predict(model, data.valid)
-    restored = np.mean([_auc(data.valid.labels[t], probabilities[t]) for t in TASKS])
+    restored = np.mean([roc_auc(data.valid.labels[t], probabilities[t]) or 0.0 for t in TASKS])
     assert restored == pytest.approx(best.valid_mean_auc, abs=1e-3)  # float32 sigmoid ties
     assert not model.training
 
@@ -172,11 +171,15 @@ def test_progress_bar_runs() -> None:
     assert len(result.history) == 1
 
 
-def test_private_auc_matches_pairwise_counting() -> None:
-    rng = np.random.default_rng(0)
-    labels = rng.random(200) < 0.3
-    scores = np.round(rng.random(200), 1)  # many ties
-    pos, neg = scores[labels], scores[~labels]
-    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
-    assert _auc(labels, scores) == pytest.approx(pairs)
-    assert math.isnan(_auc(np.ones(5), np.arange(5.0)))
+def test_one_class_validation_falls_back_to_the_loss() -> None:
+    data = _data(300)
+    valid = data.valid
+    ones = {task: np.ones(len(valid), np.float32) for task in TASKS}
+    one_class = RankingSplit(valid.item, valid.user_features, valid.history, ones, valid.time, valid.user)
+    data = RankingData(data.train, one_class, data.test, data.num_items, data.num_user_embeddings, data.tasks,
+                       data.train_items, data.heldout_items)
+    result = train_model(_model(), data, FAST)
+    assert result.best_valid_mean_auc is None
+    assert all(record.valid_auc == {"click": None, "like": None} for record in result.history)
+    losses = [record.valid_loss["click"] for record in result.history]
+    assert result.best_epoch == 1 + int(np.argmin(losses))

@@ -24,6 +24,7 @@ from rich.progress import TaskID
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.progress import make_progress, progress_enabled
+from sidkit.ranking.metrics import roc_auc
 from sidkit.ranking.models import MultiTaskRanker
 from sidkit.ranking.types import RankingData, RankingSplit
 
@@ -80,9 +81,9 @@ class EpochRecord:
         epoch: 1-based epoch number.
         train_loss: mean weighted sum of task losses over the epoch's impressions.
         task_loss: task -> mean training binary cross-entropy.
-        valid_auc: task -> validation AUC (nan when the task's validation labels have one class).
-        valid_loss: task -> validation binary cross-entropy.
-        valid_mean_auc: mean of the finite validation AUCs (nan when none is finite).
+        valid_auc: task -> validation AUC, None when the task's validation labels hold one class.
+        valid_loss: task -> validation binary cross-entropy, None when the validation split is empty.
+        valid_mean_auc: mean of the tasks' AUCs that exist, None when none does.
         seconds: wall time of the training pass (validation excluded).
         impressions_per_second: training impressions / seconds.
     """
@@ -90,9 +91,9 @@ class EpochRecord:
     epoch: int
     train_loss: float
     task_loss: dict[str, float]
-    valid_auc: dict[str, float]
-    valid_loss: dict[str, float]
-    valid_mean_auc: float
+    valid_auc: dict[str, float | None]
+    valid_loss: dict[str, float | None]
+    valid_mean_auc: float | None
     seconds: float
     impressions_per_second: float
 
@@ -103,14 +104,15 @@ class TrainResult:
 
     Attributes:
         best_epoch: the epoch whose weights were restored.
-        best_valid_mean_auc: its validation mean AUC.
+        best_valid_mean_auc: its validation mean AUC (None when no task's validation labels hold both
+            classes: then the best epoch is the one of lowest validation loss).
         history: one record per epoch run.
         stopped_early: True when patience ran out before ``epochs``.
         seconds: total wall time, validation included.
     """
 
     best_epoch: int
-    best_valid_mean_auc: float
+    best_valid_mean_auc: float | None
     history: tuple[EpochRecord, ...]
     stopped_early: bool
     seconds: float
@@ -188,20 +190,6 @@ def _check_split(model: MultiTaskRanker, split: RankingSplit, name: str, tasks: 
                             fix="build the model from the representation and num_user_embeddings of this data")
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC with ties counted half (Mann-Whitney); nan when only one class is present."""
-    positive = labels > 0.5
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    mid_ranks = ends - (counts - 1) / 2.0  # 1-based average rank of each distinct score
-    rank_sum = float(mid_ranks[inverse][positive].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-
-
 def _predict_logits(model: MultiTaskRanker, tensors: _SplitTensors, batch_size: int) -> torch.Tensor:
     """(M, K) logits, in eval mode; the model's train/eval mode is restored afterwards."""
     was_training = model.training
@@ -228,26 +216,33 @@ def predict(model: MultiTaskRanker, split: RankingSplit, batch_size: int = 8192)
     return {task: probabilities[:, k].astype(np.float32) for k, task in enumerate(model.tasks)}
 
 
-def _evaluate(model: MultiTaskRanker, tensors: _SplitTensors, batch_size: int
-              ) -> tuple[dict[str, float], dict[str, float]]:
-    """Validation AUC and binary cross-entropy per task."""
+def _evaluate(model: MultiTaskRanker, tensors: _SplitTensors, batch_size: int, epoch: int
+              ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """Validation AUC and binary cross-entropy per task (None for a one-class task / an empty split)."""
     assert tensors.labels is not None
-    logits = _predict_logits(model, tensors, batch_size)
     if len(tensors) == 0:
-        nan = float("nan")
-        return {task: nan for task in model.tasks}, {task: nan for task in model.tasks}
+        return dict.fromkeys(model.tasks), dict.fromkeys(model.tasks)
+    logits = _predict_logits(model, tensors, batch_size)
+    if not torch.isfinite(logits).all():
+        raise ConfigError(f"the model's validation outputs hold NaN or inf after epoch {epoch}",
+                          where="train_model", fix="lower TrainConfig.learning_rate")
     losses = F.binary_cross_entropy_with_logits(logits, tensors.labels, reduction="none").mean(dim=0).cpu()
     labels, scores = tensors.labels.cpu().numpy(), logits.cpu().numpy()
-    auc = {task: _auc(labels[:, k], scores[:, k]) for k, task in enumerate(model.tasks)}
+    auc = {task: roc_auc(labels[:, k], scores[:, k]) for k, task in enumerate(model.tasks)}
     return auc, {task: float(losses[k]) for k, task in enumerate(model.tasks)}
 
 
-def _stopping_score(mean_auc: float, valid_loss: Mapping[str, float], epoch: int) -> float:
-    """Higher is better: mean AUC; minus the mean loss when no task has both classes; else the epoch."""
-    if math.isfinite(mean_auc):
+def _mean_auc(valid_auc: Mapping[str, float | None]) -> float | None:
+    present = [value for value in valid_auc.values() if value is not None]
+    return float(np.mean(present)) if present else None
+
+
+def _stopping_score(mean_auc: float | None, valid_loss: Mapping[str, float | None], epoch: int) -> float:
+    """Higher is better: the mean AUC; minus the mean loss when no task has both classes; else the epoch."""
+    if mean_auc is not None:
         return mean_auc
-    loss = float(np.mean(list(valid_loss.values())))
-    return -loss if math.isfinite(loss) else float(epoch)  # empty validation split: keep the last epoch
+    losses = [value for value in valid_loss.values() if value is not None]
+    return -float(np.mean(losses)) if losses else float(epoch)  # empty validation split: keep the last epoch
 
 
 def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig | None = None) -> TrainResult:
@@ -319,15 +314,15 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
                 bar.advance()
             seconds = time.perf_counter() - epoch_start
             task_loss = (loss_sum / max(seen, 1)).cpu()
-            valid_auc, valid_loss = _evaluate(model, valid, config.eval_batch_size)
-            finite = [v for v in valid_auc.values() if math.isfinite(v)]
-            mean_auc = float(np.mean(finite)) if finite else float("nan")
+            valid_auc, valid_loss = _evaluate(model, valid, config.eval_batch_size, epoch)
+            mean_auc = _mean_auc(valid_auc)
             history.append(EpochRecord(
                 epoch=epoch, train_loss=float((task_loss * weights.cpu()).sum()),
                 task_loss={task: float(task_loss[k]) for k, task in enumerate(tasks)},
                 valid_auc=valid_auc, valid_loss=valid_loss, valid_mean_auc=mean_auc, seconds=seconds,
                 impressions_per_second=seen / seconds if seconds > 0 else float("inf")))
-            bar.note(f"epoch {epoch} loss {history[-1].train_loss:.4f} valid auc {mean_auc:.4f}")
+            bar.note(f"epoch {epoch} loss {history[-1].train_loss:.4f} valid auc "
+                     f"{'n/a' if mean_auc is None else f'{mean_auc:.4f}'}")
             score = _stopping_score(mean_auc, valid_loss, epoch)
             if score > best_score:
                 best_score, best_epoch, since_best = score, epoch, 0
