@@ -154,6 +154,8 @@ class Tokenizer(ABC):
             for start in track(starts, total=len(starts), description="encode",
                                enabled=None if len(starts) > 4 else False):
                 batch = np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
+                if not batch.flags.writeable:  # a read-only memmap slice: torch wants its own copy
+                    batch = batch.copy()
                 out = self._encode_batch(torch.from_numpy(batch).to(self._device))
                 codes[start:start + len(batch)] = out.cpu().numpy()
         return SemanticIds(codes, self.codebook_sizes)

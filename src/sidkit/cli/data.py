@@ -1,0 +1,115 @@
+"""`sidkit data ...` and `sidkit embed`: fetch, generate, import, inspect and embed datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from sidkit.cli.app import DataDir, Device, OutDir, app, console
+from sidkit.errors import SidkitError
+
+data_app = typer.Typer(help="Fetch, generate and inspect dataset directories.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name: movielens-100k.")],
+    out: OutDir,
+    source: Annotated[Path | None, typer.Option(help="Local GroupLens or RecBole ml-100k directory "
+                                                "instead of downloading.")] = None,
+) -> None:
+    """Write a public dataset as a dataset directory.
+
+    Example: `sidkit data fetch movielens-100k --out data/ml-100k`
+    """
+    from sidkit.data.dataset import save_dataset
+    from sidkit.data.movielens import load_movielens_100k
+
+    if name.lower() not in ("movielens-100k", "ml-100k"):
+        raise SidkitError(f"unknown dataset '{name}'", where="NAME", fix="use movielens-100k")
+    dataset = load_movielens_100k(source)
+    save_dataset(dataset, out)
+    _print_info(out)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: OutDir,
+    items: Annotated[int, typer.Option(help="Number of items.")] = 10_000,
+    users: Annotated[int, typer.Option(help="Number of users.")] = 2_000,
+    interactions: Annotated[int, typer.Option(help="Number of impressions.")] = 200_000,
+    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")] = False,
+) -> None:
+    """Generate a synthetic dataset with a known topic hierarchy, labels `click` and `like`.
+
+    Example: `sidkit data synth --items 100000 --users 20000 --interactions 2000000 --seed 0 --out data/synth`
+    """
+    from sidkit.data.synthetic import SyntheticConfig, write_synthetic
+
+    config = SyntheticConfig(items=items, users=users, interactions=interactions, dim=dim, seed=seed)
+    write_synthetic(config, out, overwrite=overwrite)
+    _print_info(out)
+
+
+@data_app.command("import")
+def data_import(
+    items: Annotated[Path, typer.Option(help="Items file (.parquet/.csv) with item_id and text.")],
+    interactions: Annotated[Path, typer.Option(help="Interactions file (.parquet/.csv) with user_id, "
+                                               "item_id, timestamp, and rating/label columns.")],
+    out: OutDir,
+    embeddings: Annotated[Path | None, typer.Option(help="Embeddings (.npy or .parquet), aligned "
+                                                    "with the items file.")] = None,
+    users: Annotated[Path | None, typer.Option(help="Optional user features file.")] = None,
+) -> None:
+    """Validate your own files and write them as a dataset directory.
+
+    Example: `sidkit data import --items items.csv --interactions events.parquet --embeddings emb.npy --out data/mine`
+    """
+    from sidkit.data.dataset import save_dataset
+    from sidkit.data.files import dataset_from_files
+
+    save_dataset(dataset_from_files(items, interactions, embeddings, users), out)
+    _print_info(out)
+
+
+@data_app.command("info")
+def data_info(directory: Annotated[Path, typer.Argument(help="Dataset directory.")]) -> None:
+    """Summarize a dataset directory: counts, time range, columns, embeddings.
+
+    Example: `sidkit data info data/ml-100k`
+    """
+    _print_info(directory)
+
+
+@app.command("embed")
+def embed(
+    data: DataDir,
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 128,
+    device: Device = "cpu",
+) -> None:
+    """Embed item text with the bundled all-MiniLM-L6-v2 model into DIR/embeddings.npy.
+
+    Example: `sidkit embed --data data/ml-100k`
+    """
+    from sidkit.embed import embed_dataset
+
+    embed_dataset(data, batch_size=batch_size, device=device)
+    _print_info(data)
+
+
+def _print_info(directory: Path) -> None:
+    from sidkit.data.summary import summarize_dataset
+
+    summary = summarize_dataset(directory)
+    table = Table(title=f"dataset {directory}", show_header=False)
+    for key, value in summary.rows():
+        table.add_row(key, value)
+    console.print(table)
+
+

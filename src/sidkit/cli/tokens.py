@@ -1,0 +1,160 @@
+"""`sidkit fit`, `sidkit encode`, `sidkit diagnose`: tokenizers on embeddings."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from sidkit.cli.app import Device, app, console
+from sidkit.errors import SidkitError
+from sidkit.ids import SemanticIds
+
+EmbeddingsFile = Annotated[Path | None, typer.Option("--embeddings", help="Embeddings file (.npy, memory-mapped, "
+                                                    "or .parquet).")]
+OptionalData = Annotated[Path | None, typer.Option("--data", help="Dataset directory; its embeddings.npy is "
+                                                   "used when --embeddings is not given.")]
+ModelDir = Annotated[Path, typer.Option("--model", help="Tokenizer directory written by `sidkit fit`.")]
+
+
+@app.command("fit")
+def fit(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the fitted tokenizer to.")],
+    method: Annotated[str, typer.Option(help="Tokenizer: rq-kmeans.")] = "rq-kmeans",
+    levels: Annotated[int, typer.Option(help="Code levels L.")] = 3,
+    codebook_size: Annotated[int, typer.Option(help="Codes per level K.")] = 256,
+    embeddings: EmbeddingsFile = None,
+    data: OptionalData = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same codes.")] = 0,
+    device: Device = "cpu",
+    balanced: Annotated[bool, typer.Option("--balanced", help="Cap every code's load during fitting "
+                                           "(rq-kmeans).")] = False,
+    fit_sample: Annotated[int | None, typer.Option(help="Fit each level on at most this many rows "
+                                                   "(rq-kmeans; default 256 x K).")] = None,
+) -> None:
+    """Fit a tokenizer on item embeddings and save it.
+
+    Example: `sidkit fit --method rq-kmeans --levels 3 --codebook-size 256 --data data/ml-100k --out models/rqk`
+    """
+    from sidkit.tokenizers.factory import make_tokenizer
+
+    options: dict[str, object] = {}
+    if balanced:
+        options["balanced"] = True
+    if fit_sample is not None:
+        options["fit_sample"] = fit_sample
+    tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, **options)
+    x = _embeddings_from(embeddings, data)
+    started = time.perf_counter()
+    tokenizer.fit(x, device=device, seed=seed)
+    seconds = time.perf_counter() - started
+    tokenizer.save(out)
+    console.print(f"fitted {method} ({levels} x {codebook_size}) on {len(x):,} x {x.shape[1]} embeddings "
+                  f"in {seconds:.1f} s; saved to {out}")
+
+
+@app.command("encode")
+def encode(
+    model: ModelDir,
+    out: Annotated[Path, typer.Option("--out", help="codes.npy ((N, L) int64) or codes.parquet (item_id "
+                                      "when --data is given, level columns, sid string).")],
+    embeddings: EmbeddingsFile = None,
+    data: OptionalData = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per encode batch.")] = 65_536,
+    device: Device = "cpu",
+) -> None:
+    """Encode embeddings into Semantic IDs with a fitted tokenizer.
+
+    Example: `sidkit encode --model models/rqk --data data/ml-100k --out codes.parquet`
+    """
+    from sidkit.tokenizers.base import load_tokenizer
+
+    if out.suffix.lower() not in (".npy", ".parquet"):
+        raise SidkitError(f"unsupported output type '{out.suffix}'", where="--out", fix="use .npy or .parquet")
+    tokenizer = load_tokenizer(model, device=device)
+    ids = tokenizer.encode(_embeddings_from(embeddings, data), batch_size=batch_size)
+    item_ids = None
+    if data is not None:
+        from sidkit.data.dataset import load_dataset
+
+        item_ids = load_dataset(data, embeddings=False).catalog.item_ids
+    _write_codes(ids, out, item_ids)
+    console.print(f"wrote {len(ids):,} Semantic IDs ({ids.levels} levels) to {out}")
+
+
+@app.command("diagnose")
+def diagnose(
+    model: ModelDir,
+    embeddings: EmbeddingsFile = None,
+    data: OptionalData = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+    device: Device = "cpu",
+) -> None:
+    """Code usage per level, SID collisions and reconstruction of a fitted tokenizer.
+
+    Example: `sidkit diagnose --model models/rqk --data data/ml-100k --json diagnostics.json`
+    """
+    from sidkit.diagnostics.basic import basic_diagnostics
+    from sidkit.tokenizers.base import load_tokenizer
+
+    tokenizer = load_tokenizer(model, device=device)
+    result = basic_diagnostics(tokenizer, _embeddings_from(embeddings, data))
+    levels = Table(title=f"code usage ({result.usage.num_items:,} items)")
+    for column in ("level", "size", "active", "dead", "perplexity", "entropy ratio", "gini"):
+        levels.add_column(column, justify="right")
+    for lv in result.usage.levels:
+        levels.add_row(str(lv.level), str(lv.size), str(lv.active), str(lv.dead), f"{lv.perplexity:.1f}",
+                       f"{lv.entropy_ratio:.3f}", f"{lv.gini:.3f}")
+    console.print(levels)
+    sid, rec = result.usage.sid, result.reconstruction
+    summary = Table(show_header=False, title="full SID and reconstruction")
+    summary.add_row("unique ratio", f"{sid.unique_ratio:.4f}")
+    summary.add_row("collision rate", f"{sid.collision_rate:.4f}")
+    summary.add_row("largest bucket", str(sid.max_bucket))
+    summary.add_row("reconstruction MSE", f"{rec.mse:.4f}")
+    summary.add_row("relative error", f"{rec.relative_error:.4f}")
+    summary.add_row("mean cosine", f"{rec.cosine:.4f}")
+    console.print(summary)
+    if json_out is not None:
+        from sidkit.io import write_json
+
+        write_json(json_out, {"model": str(model), **result.to_dict()})
+        console.print(f"metrics written to {json_out}")
+
+
+def _embeddings_from(embeddings: Path | None, data: Path | None) -> np.ndarray:
+    from sidkit.data.dataset import EMBEDDINGS_FILE
+    from sidkit.data.files import read_embeddings
+
+    if (embeddings is None) == (data is None):
+        raise SidkitError("give exactly one of --embeddings and --data", where="options",
+                          fix="pass --embeddings X.npy, or --data DIR holding embeddings.npy")
+    path = embeddings if embeddings is not None else data / EMBEDDINGS_FILE  # type: ignore[operator]
+    if data is not None and not path.is_file():
+        raise SidkitError(f"{path} does not exist", where="--data",
+                          fix=f"run `sidkit embed --data {data}` first")
+    return read_embeddings(path)
+
+
+def _write_codes(ids: SemanticIds, out: Path, item_ids: np.ndarray | None) -> None:
+    from sidkit.io import atomic_path, save_npy
+
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        save_npy(out, ids.codes)
+    elif suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = ids.to_table(item_ids=item_ids)
+        table = table.append_column("sid", pa.array(ids.to_strings()))
+        with atomic_path(out) as tmp:
+            pq.write_table(table, tmp)
+    else:
+        raise AssertionError(f"unreachable: output type {suffix} was checked before encoding")
+
+
