@@ -252,11 +252,16 @@ def test_bad_arguments_say_what_to_do():
         build_ranking_data("/nonexistent/dataset")
 
 
-def test_movielens_counts_and_slices(movielens):
+@pytest.fixture(scope="module")
+def movielens_data(movielens) -> tuple[RankingData, float]:
     start = time.perf_counter()
     data = build_ranking_data(movielens, history=20, negatives=4, seed=0)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 10
+    return data, time.perf_counter() - start
+
+
+def test_movielens_counts_and_slices(movielens, movielens_data):
+    data, elapsed = movielens_data
+    assert elapsed < 10  # about 1 s on one core
     assert data.num_items == 1682 and data.tasks == ("click", "like")
     inter = movielens.interactions
     counts = np.bincount(np.unique(inter.user_ids, return_inverse=True)[1].reshape(-1))
@@ -282,3 +287,32 @@ def test_movielens_counts_and_slices(movielens):
     assert abs(data.test.labels["click"][new].mean() - 0.2) < 0.05
     summary = ranking_summary(data)
     assert summary["test"]["positives"]["click"] == expected_test
+
+
+def test_movielens_representations_are_size_matched_and_train_only(movielens, movielens_embeddings, movielens_data):
+    from sidkit.features.representations import build_representations
+    from sidkit.tokenizers.rq_kmeans import RQKMeans
+
+    data, _ = movielens_data
+    sids = RQKMeans(levels=3, codebook_size=64).fit(movielens_embeddings, seed=0).encode(movielens_embeddings)
+    names = ["hash", "sid-unigram", "sid-bigram", "sid-prefix", "hash+sid-prefix", "dense"]
+    try:
+        import sentencepiece  # noqa: F401
+
+        names.append("sid-spm")
+    except ImportError:
+        pass
+    counts = training_item_counts(data)
+    assert counts[data.heldout_items].sum() == 0  # what sid-spm trains on holds no held-out item
+    reps = build_representations(names, item_ids=movielens.catalog.item_ids, sids=sids,
+                                 embeddings=movielens_embeddings, budget=4096, train_items=counts, seed=0)
+    for name, rep in reps.items():
+        assert rep.num_items == data.num_items and rep.pad_item == data.num_items
+        if name == "dense":
+            assert rep.num_embeddings == 1 and rep.dense is not None
+        else:
+            assert rep.num_embeddings == 4096 * (name.count("+") + 1) + 1, name
+    # The point of SIDs: a held-out item's coarse prefix row is trained by training items.
+    prefix = reps["sid-prefix"].tokens[:-1, 0]
+    trained_rows = set(prefix[data.train_items].tolist())
+    assert set(prefix[data.heldout_items].tolist()) <= trained_rows

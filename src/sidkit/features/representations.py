@@ -127,7 +127,7 @@ def natural_size(name: str, *, num_items: int, sids: SemanticIds | None = None) 
         if part == "hash":
             total += int(num_items)
             continue
-        checked = _checked_sids(sids, len(sids) if sids is not None else 0, name)
+        checked = _checked_sids(sids, 0, name)  # 0: no catalog to match here
         total += sum(field.space for field in _sid_fields(part, checked))
     return total
 
