@@ -137,18 +137,9 @@ def build_ranking_data(dataset: Dataset | str | os.PathLike[str], *, history: in
     if len(splits["train"]) == 0:
         raise DataError("the training split is empty", where="interactions",
                         fix="lower test_share / valid_share / item_holdout, or use more interactions")
-
-    train_items = np.zeros(num_items, dtype=bool)
-    train_items[splits["train"].item] = True
-    hist = splits["train"].history
-    train_items[hist[hist < num_items]] = True
-    tail, head = _tail_head(splits["train"], train_items, num_items)
-    for name, part in splits.items():
-        slices = {"all": np.ones(len(part), dtype=bool), "new": ~train_items[part.item],
-                  "tail": tail[part.item], "head": head[part.item]}
-        splits[name] = RankingSplit(part.item, part.user_features, part.history, part.labels, part.time,
-                                    part.user, {s: slices[s] for s in SLICES})
-    return RankingData(splits["train"], splits["valid"], splits["test"], num_items, num_user_embeddings,
+    train_items = _training_items(splits["train"], num_items)
+    sliced = _with_slices(splits, train_items)
+    return RankingData(sliced["train"], sliced["valid"], sliced["test"], num_items, num_user_embeddings,
                        tasks, train_items, heldout)
 
 
@@ -337,6 +328,26 @@ class _Timeline:
             has = available > k
             out[has, k] = self.items[end[has] - 1 - k]
         return out
+
+
+def _training_items(train: RankingSplit, num_items: int) -> np.ndarray:
+    """(N,) bool: items anywhere in the training tensors, as candidate or in a history."""
+    seen = np.zeros(num_items, dtype=bool)
+    seen[train.item] = True
+    seen[train.history[train.history < num_items]] = True
+    return seen
+
+
+def _with_slices(splits: dict[str, RankingSplit], train_items: np.ndarray) -> dict[str, RankingSplit]:
+    """The splits with slices all, new (item absent from training), tail and head (by training clicks)."""
+    tail, head = _tail_head(splits["train"], train_items, len(train_items))
+    out = {}
+    for name, part in splits.items():
+        slices = {"all": np.ones(len(part), dtype=bool), "new": ~train_items[part.item],
+                  "tail": tail[part.item], "head": head[part.item]}
+        out[name] = RankingSplit(part.item, part.user_features, part.history, part.labels, part.time,
+                                 part.user, {s: slices[s] for s in SLICES})
+    return out
 
 
 def _tail_head(train: RankingSplit, train_items: np.ndarray, num_items: int) -> tuple[np.ndarray, np.ndarray]:
