@@ -1,0 +1,132 @@
+"""What the neural tokenizers share: architecture and training settings, weights, history, saving.
+
+A neural tokenizer owns one torch module (``self.net``) whose ``state_dict`` is its weights; this
+base adds the training history to the saved tensors and writes ``history.json`` beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sidkit.errors import ConfigError, DataError
+from sidkit.io import write_json
+from sidkit.tokenizers.base import Tokenizer
+from sidkit.tokenizers.history import TrainingHistory
+from sidkit.tokenizers.rq_kmeans import _level_sizes
+from sidkit.tokenizers.training import TrainConfig
+
+HISTORY_FILE = "history.json"
+NET_PREFIX = "net."
+
+
+class NeuralTokenizer(Tokenizer):
+    """Base of RQVAE, RQPVAE and DRQVAE: an MLP encoder D -> hidden_dims -> latent_dim, a mirrored decoder.
+
+    Args:
+        levels, codebook_size: L levels of K codes (one int, or one per level).
+        latent_dim: Q, the dimension of the latent (quantization) space.
+        hidden_dims: widths of the encoder's hidden layers; the decoder mirrors them.
+        epochs, batch_size, learning_rate, weight_decay, validation_share, patience: training, see
+            :class:`sidkit.tokenizers.training.TrainConfig`.
+        progress: show a progress bar (None: when stderr is a terminal).
+    """
+
+    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
+                 hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
+                 patience: int | None = 10, progress: bool | None = None) -> None:
+        super().__init__()
+        self._sizes = _level_sizes(levels, codebook_size)
+        self.latent_dim = _positive_int(latent_dim, "latent_dim")
+        if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
+            raise ConfigError(f"hidden_dims must be a list of layer widths, got {hidden_dims!r}", where="hidden_dims")
+        self.hidden_dims = tuple(_positive_int(width, "hidden_dims") for width in hidden_dims)
+        self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                        weight_decay=weight_decay, validation_share=validation_share,
+                                        patience=patience)
+        self.progress = progress
+        self.net: nn.Module | None = None
+        self.history: TrainingHistory | None = None
+        """Per-epoch losses, perplexity and active codes of the last ``fit`` (kept by save/load)."""
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return self._sizes
+
+    def get_config(self) -> dict[str, Any]:
+        c = self.train_config
+        return {"levels": len(self._sizes), "codebook_size": list(self._sizes), "latent_dim": self.latent_dim,
+                "hidden_dims": list(self.hidden_dims), "epochs": c.epochs, "batch_size": c.batch_size,
+                "learning_rate": c.learning_rate, "weight_decay": c.weight_decay,
+                "validation_share": c.validation_share, "patience": c.patience}
+
+    @abstractmethod
+    def _build_net(self, dim: int) -> nn.Module:
+        """A fresh (untrained) network for D = ``dim`` inputs, on the CPU."""
+
+    def _new_net(self, dim: int, *, device: torch.device, seed: int) -> nn.Module:
+        """A freshly initialized network on ``device``; its weights depend on ``seed`` alone."""
+        with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+            torch.manual_seed(seed)
+            net = self._build_net(dim)
+        return net.to(device)
+
+    def _trained_net(self) -> nn.Module:
+        if self.net is None:
+            self._check_fitted()
+            raise AssertionError("fitted tokenizer without a network")
+        return self.net
+
+    def _state_dict(self) -> dict[str, torch.Tensor]:
+        tensors = {NET_PREFIX + name: value for name, value in self._trained_net().state_dict().items()}
+        if self.history is not None:
+            tensors.update(self.history.to_tensors())
+        return tensors
+
+    def _load_state_dict(self, tensors: Mapping[str, torch.Tensor], *, dim: int) -> None:
+        device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
+        net = self._build_net(dim).to(device)
+        state = {name[len(NET_PREFIX):]: value for name, value in tensors.items() if name.startswith(NET_PREFIX)}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise DataError(f"the saved weights do not fit a {type(self).__name__} with this config: "
+                            f"{str(error)[:500]}", where="weights", fix="save the model again") from error
+        net.train(False)
+        self.net = net
+        self.history = TrainingHistory.from_tensors(tensors)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Save as every tokenizer does, plus ``history.json`` (the training history, readable)."""
+        self._check_fitted()
+        path = Path(directory)
+        if self.history is not None:
+            write_json(path / HISTORY_FILE, self.history.to_dict())
+        return super().save(path)
+
+    def _training_tensor(self, x: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The (N, D) training data as float32 on ``device`` (a copy: training holds it in memory)."""
+        return torch.tensor(np.asarray(x, dtype=np.float32), device=device)
+
+
+@torch.no_grad()
+def training_mean(data: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(D,) float32 mean of the (N, D) ``data`` over ``rows`` (CPU int64), summed in chunks in float64."""
+    total = torch.zeros(data.shape[1], dtype=torch.float64, device=data.device)
+    for chunk in rows.split(65_536):
+        total += data[chunk.to(data.device)].double().sum(0)
+    return (total / max(len(rows), 1)).float()
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}", where=name)
+    return int(value)
