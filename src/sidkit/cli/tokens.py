@@ -24,7 +24,8 @@ ModelDir = Annotated[Path, typer.Option("--model", help="Tokenizer directory wri
 @app.command("fit")
 def fit(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the fitted tokenizer to.")],
-    method: Annotated[str, typer.Option(help="Tokenizer: rq-kmeans.")] = "rq-kmeans",
+    method: Annotated[str, typer.Option(help="Tokenizer: rq-kmeans, rq-vae, rqp-vae, drq-vae or drq-vae-cl "
+                                        "(needs --data: it trains on the dataset's behaviour pairs).")] = "rq-kmeans",
     levels: Annotated[int, typer.Option(help="Code levels L.")] = 3,
     codebook_size: Annotated[int, typer.Option(help="Codes per level K.")] = 256,
     embeddings: EmbeddingsFile = None,
@@ -35,10 +36,15 @@ def fit(
                                            "(rq-kmeans).")] = False,
     fit_sample: Annotated[int | None, typer.Option(help="Fit each level on at most this many rows "
                                                    "(rq-kmeans; default 256 x K).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most training epochs (neural methods).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Items per training step (neural methods).")] = None,
+    latent_dim: Annotated[int | None, typer.Option(help="Latent dimension (neural methods).")] = None,
 ) -> None:
     """Fit a tokenizer on item embeddings and save it.
 
     Example: `sidkit fit --method rq-kmeans --levels 3 --codebook-size 256 --data data/ml-100k --out models/rqk`
+
+    Neural: `sidkit fit --method drq-vae-cl --codebook-size 64 --epochs 300 --data data/ml-100k --out models/drq-cl`
     """
     from sidkit.tokenizers.factory import make_tokenizer
 
@@ -47,10 +53,16 @@ def fit(
         options["balanced"] = True
     if fit_sample is not None:
         options["fit_sample"] = fit_sample
-    tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, **options)
+    neural = {name: value for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                                              ("latent_dim", latent_dim)) if value is not None}
+    if neural and method.strip().lower() == "rq-kmeans":
+        raise SidkitError(f"--{', --'.join(n.replace('_', '-') for n in neural)} apply to the neural methods only",
+                          where="options", fix="drop them, or use --method rq-vae, rqp-vae, drq-vae or drq-vae-cl")
+    tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, **options, **neural)
+    fit_options = {"pairs": _train_pairs(method, data)} if method.strip().lower().endswith("-cl") else {}
     x = _embeddings_from(embeddings, data)
     started = time.perf_counter()
-    tokenizer.fit(x, device=device, seed=seed)
+    tokenizer.fit(x, device=device, seed=seed, **fit_options)
     seconds = time.perf_counter() - started
     tokenizer.save(out)
     console.print(f"fitted {method} ({levels} x {codebook_size}) on {len(x):,} x {x.shape[1]} embeddings "
@@ -124,6 +136,18 @@ def diagnose(
 
         write_json(json_out, {"model": str(model), **result.to_dict()})
         console.print(f"metrics written to {json_out}")
+
+
+def _train_pairs(method: str, data: Path | None) -> np.ndarray:
+    """The training split of the behaviour pairs of dataset ``data``, (P, 2) catalog rows."""
+    from sidkit.data.dataset import load_dataset
+    from sidkit.data.pairs import behaviour_pairs
+
+    if data is None:
+        raise SidkitError(f"{method} trains on behaviour pairs from the interactions of a dataset directory",
+                          where="--data", fix="pass --data DIR (a dataset directory with interactions.parquet)")
+    dataset = load_dataset(data, embeddings=False)
+    return behaviour_pairs(dataset.interactions, dataset.catalog).train
 
 
 def _embeddings_from(embeddings: Path | None, data: Path | None) -> np.ndarray:

@@ -40,7 +40,8 @@ WEIGHTS_FILE = "weights.safetensors"
 DEFAULT_BATCH_SIZE = 16384
 
 # Built-in tokenizers, imported on first use so that loading never depends on what the caller imported.
-_BUILTIN_MODULES = {"RQKMeans": "sidkit.tokenizers.rq_kmeans"}
+_BUILTIN_MODULES = {"RQKMeans": "sidkit.tokenizers.rq_kmeans", "RQVAE": "sidkit.tokenizers.rq_vae",
+                    "RQPVAE": "sidkit.tokenizers.rq_vae", "DRQVAE": "sidkit.tokenizers.drq"}
 _REGISTRY: dict[str, type[Tokenizer]] = {}
 
 TokenizerType = TypeVar("TokenizerType", bound="type[Tokenizer]")

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sidkit.errors import ConfigError
 from sidkit.tokenizers.base import Tokenizer
+from sidkit.tokenizers.drq import DRQVAE
 from sidkit.tokenizers.rq_kmeans import RQKMeans
+from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE
 
 TokenizerFactory = Callable[..., Tokenizer]
 
 METHODS: dict[str, TokenizerFactory] = {
     "rq-kmeans": RQKMeans,
+    "rq-vae": RQVAE,
+    "rqp-vae": RQPVAE,
+    "drq-vae": DRQVAE,
+    "drq-vae-cl": functools.partial(DRQVAE, contrastive=True),  # fit(X, pairs=...) needs behaviour pairs
 }
 
 

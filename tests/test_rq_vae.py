@@ -1,0 +1,182 @@
+"""RQ-VAE and RQP-VAE on tiny data: gradients, seeds, save/load, history, errors; and the training loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sidkit.errors import ConfigError, DataError, NotFittedError
+from sidkit.tokenizers.base import load_tokenizer
+from sidkit.tokenizers.history import TrainingHistory
+from sidkit.tokenizers.networks import squared_error
+from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet
+from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network
+
+TINY = {"latent_dim": 4, "hidden_dims": (16, 8), "epochs": 3, "batch_size": 32, "progress": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def clusters() -> np.ndarray:
+    """(240, 12) float32 points around 6 well separated centres."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 12)) * 3
+    return (centres[rng.integers(0, 6, 240)] + rng.normal(size=(240, 12)) * 0.3).astype(np.float32)
+
+
+def test_gradients_reach_the_encoder_through_the_quantizer():
+    for rotation_trick in (False, True):
+        torch.manual_seed(0)
+        net = RQVAENet(6, (8,), 3, (4, 4), beta=0.25, rotation_trick=rotation_trick)
+        x = torch.randn(16, 6)
+        # Only the reconstruction term: without a path through the quantizer the encoder gets nothing.
+        out = net.quantizer(net.encode(x))
+        squared_error(net.decode(out.quantized), x).backward()
+        for name, parameter in net.encoder.named_parameters():
+            assert parameter.grad is not None and torch.count_nonzero(parameter.grad) > 0, name
+            assert torch.isfinite(parameter.grad).all(), name
+
+
+def test_reconstruction_loss_sums_over_dimensions_and_averages_over_the_batch():
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    x_hat = torch.tensor([[1.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
+    assert float(squared_error(x_hat, x)) == pytest.approx((4.0 + 3.0) / 2)
+
+
+@pytest.fixture(scope="module")
+def fitted(clusters) -> dict[type, RQVAE]:
+    """One tiny fit of each class, seed 7, rotation trick on for RQPVAE; the global RNG checked around it."""
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    models = {RQVAE: RQVAE(2, 8, **TINY).fit(clusters, seed=7),
+              RQPVAE: RQPVAE(2, 8, rotation_trick=True, **TINY).fit(clusters, seed=7)}
+    assert torch.equal(torch.rand(3), expected), "fit must not move the global torch RNG"
+    return models
+
+
+@pytest.mark.parametrize("cls", [RQVAE, RQPVAE])
+def test_fit_encode_decode_shapes_and_history(cls, clusters, fitted):
+    tokenizer = fitted[cls]
+    ids = tokenizer.encode(clusters)
+    assert ids.codes.shape == (240, 2) and ids.sizes == (8, 8)
+    assert tokenizer.quantized(ids).shape == (240, 4)  # latent space
+    assert tokenizer.decode(ids).shape == (240, 12)  # input space
+    history = tokenizer.history
+    assert history is not None and 1 <= len(history) <= 3
+    record = history.epochs[0]
+    assert set(record.train) >= {"loss", "recon", "commit"}
+    assert ("codebook" in record.train) == (cls is RQVAE)  # EMA codebooks have no codebook term
+    assert len(record.perplexity) == 2 and all(1.0 <= p <= 8.0 for p in record.perplexity)
+    assert len(record.active) == 2 and record.validation is not None
+
+
+@pytest.mark.parametrize("cls", [RQVAE, RQPVAE])
+def test_same_seed_same_codes_and_weights(cls, clusters, fitted):
+    first = fitted[cls]
+    second = cls(**first.get_config(), progress=False).fit(clusters, seed=7)
+    np.testing.assert_array_equal(first.encode(clusters).codes, second.encode(clusters).codes)
+    for (name, a), (_, b) in zip(first._state_dict().items(), second._state_dict().items(), strict=True):
+        if name != "history.seconds":
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("cls", [RQVAE, RQPVAE])
+def test_save_and_load_give_identical_codes_and_history(cls, clusters, fitted, tmp_path):
+    tokenizer = fitted[cls]
+    tokenizer.save(tmp_path / "model")
+    loaded = load_tokenizer(tmp_path / "model")
+    assert type(loaded) is cls and loaded.get_config() == tokenizer.get_config()
+    ids = tokenizer.encode(clusters)
+    np.testing.assert_array_equal(loaded.encode(clusters).codes, ids.codes)
+    np.testing.assert_array_equal(loaded.decode(ids), tokenizer.decode(ids))
+    np.testing.assert_array_equal(loaded.quantized(ids), tokenizer.quantized(ids))
+    assert loaded.history == tokenizer.history
+    saved = json.loads((tmp_path / "model" / "history.json").read_text())
+    assert len(saved["epochs"]) == len(tokenizer.history)
+
+
+def test_nan_input_fails_with_a_clear_error(clusters, fitted):
+    bad = clusters.copy()
+    bad[5, 3] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        RQVAE(2, 8, **TINY).fit(bad)
+    with pytest.raises(DataError, match="NaN"):
+        fitted[RQVAE].encode(bad)
+
+
+def test_errors_for_bad_settings_and_too_little_data(clusters):
+    with pytest.raises(ConfigError, match="beta"):
+        RQVAE(2, 8, beta=-1)
+    with pytest.raises(ConfigError, match="decay"):
+        RQPVAE(2, 8, decay=1.0)
+    with pytest.raises(ConfigError, match="dead_code_steps"):
+        RQPVAE(2, 8, dead_code_steps=0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        RQVAE(2, 8, batch_size=0)
+    with pytest.raises(ConfigError, match="latent_dim"):
+        RQVAE(2, 8, latent_dim=0)
+    with pytest.raises(DataError, match="cannot fill a codebook"):
+        RQVAE(2, 64, **TINY).fit(clusters[:40])
+    with pytest.raises(NotFittedError):
+        RQVAE(2, 8).encode(clusters)
+
+
+def test_codebooks_start_from_kmeans_on_encoder_outputs(clusters):
+    tokenizer = RQVAE(1, 6, **{**TINY, "epochs": 1, "learning_rate": 1e-9, "validation_share": 0.0})
+    tokenizer.fit(clusters, seed=0)
+    # With a negligible learning rate the k-means start is what we see: six clusters, six codes.
+    codes = tokenizer.encode(clusters).codes[:, 0]
+    assert len(np.unique(codes)) == 6
+
+
+class _Quadratic(torch.nn.Module):
+    """Loss (w - mean(x))^2: the minimum is the mean of the data."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+    def training_loss(self, x: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        loss = (self.w - x.mean(0)).square().sum()
+        return StepOutput(loss, {"quad": loss})
+
+
+def test_training_loop_converges_records_and_stops_early():
+    x = torch.full((64, 2), 3.0)
+    net = _Quadratic()
+    config = TrainConfig(epochs=400, batch_size=16, learning_rate=0.1, weight_decay=0.0, patience=3)
+    history = train_network(net, x, config, seed=0)
+    torch.testing.assert_close(net.w.detach(), torch.full((2,), 3.0), atol=1e-2, rtol=0)
+    assert history.stopped_early and len(history) < 400
+    assert history.best_epoch is not None
+    best = history.epochs[history.best_epoch].validation
+    assert best == min(r.validation for r in history.epochs if r.validation is not None)
+    assert history.series("quad")[0] > history.series("quad")[-1]
+    assert TrainingHistory.from_tensors(history.to_tensors()) == history
+
+
+def test_training_loop_raises_on_divergence():
+    x = torch.tensor([[np.inf, 0.0]] * 8)
+    with pytest.raises(Exception, match="diverged"):
+        train_network(_Quadratic(), x, TrainConfig(epochs=2, batch_size=4, validation_share=0.0), seed=0)
+
+
+def test_split_rows_is_seeded_and_keeps_a_training_row():
+    train, held = split_rows(10, 0.3, torch.Generator().manual_seed(0))
+    assert len(held) == 3 and sorted(train.tolist() + held.tolist()) == list(range(10))
+    again, _ = split_rows(10, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(train, again)
+    train, held = split_rows(1, 0.5, torch.Generator().manual_seed(0))
+    assert len(train) == 1 and len(held) == 0
