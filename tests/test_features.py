@@ -59,11 +59,13 @@ def test_stable_keys_strings_and_ints():
 @pytest.mark.parametrize("name", TABLE_NAMES)
 @pytest.mark.parametrize("budget", [40, 300, 5_000])
 def test_table_size_equals_budget(name, budget):
+    ids, sids, emb, train = make_inputs()
     if name == "sid-spm":
         pytest.importorskip("sentencepiece")
-        if budget <= 48:
-            pytest.skip("below the SPM alphabet")
-    ids, sids, emb, train = make_inputs()
+        if budget <= 48:  # the vocabulary must hold the 3 x 16 symbols and <unk>
+            with pytest.raises(ConfigError, match="at least 49"):
+                build_representation(name, item_ids=ids, sids=sids, budget=budget, train_items=train)
+            return
     rep = build_representation(name, item_ids=ids, sids=sids, embeddings=emb, budget=budget, train_items=train)
     assert rep.num_embeddings == budget + 1
     assert rep.budget == budget
