@@ -35,8 +35,28 @@ def _check_positive(value: int, name: str, where: str) -> None:
         raise ConfigError(f"{name} must be a positive integer, got {value}", where=where)
 
 
-def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (``relu``, ``gelu``, ``silu``, ``tanh``, ``prelu``)."""
+def bag_sum(tokens: torch.Tensor, weight: torch.Tensor, pad: int = PAD_TOKEN) -> torch.Tensor:
+    """(R, L) table rows -> (R, dim): per row, the sum of ``weight`` rows over its non-``pad`` entries.
+
+    Padding entries are dropped before the lookup (one bag per row, given by offsets) rather than
+    passed as ``padding_idx``: that skips their work, keeps the padding row's gradient at zero,
+    and measured about 1.5x faster than ``embedding_bag(..., padding_idx=0)``, forward plus backward.
+    """
+    flat = tokens.reshape(-1)
+    keep = flat != pad
+    offsets = torch.zeros(tokens.shape[0] + 1, dtype=torch.long, device=tokens.device)
+    torch.cumsum(keep.view(tokens.shape).sum(dim=1), dim=0, out=offsets[1:])
+    return F.embedding_bag(flat[keep], weight, offsets, mode="sum", include_last_offset=True)
+
+
+def make_activation(name: str, inplace: bool = False) -> nn.Module:
+    """A fresh activation module by name (``relu``, ``gelu``, ``silu``, ``tanh``, ``prelu``).
+
+    ``inplace`` applies to ReLU only; use it where the input is a fresh layer output that no
+    backward needs (after Linear or BatchNorm), which saves one allocation per layer.
+    """
+    if name == "relu" and inplace:
+        return nn.ReLU(inplace=True)
     try:
         return ACTIVATIONS[name]()
     except KeyError:
@@ -77,8 +97,8 @@ class ItemEncoder(nn.Module):
             self.dense_projection = nn.Linear(dense.shape[1], self.dim)
 
     def _token_sum(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(R, L) token rows -> (R, dim) sums; padding tokens are skipped by the bag."""
-        return F.embedding_bag(tokens, self.embedding.weight, mode="sum", padding_idx=PAD_TOKEN)
+        """(R, L) token rows -> (R, dim) sums; padding tokens are skipped."""
+        return bag_sum(tokens, self.embedding.weight)
 
     def forward(self, item_index: torch.Tensor) -> torch.Tensor:
         """(B,) or (B, H) int64 item rows -> (B, dim) or (B, H, dim) item embeddings.
@@ -150,7 +170,7 @@ class UserEncoder(nn.Module):
     def fields(self, user_features: torch.Tensor) -> torch.Tensor:
         """(B, F) int64 -> (B, num_outputs, dim)."""
         if self.pooling == "sum":
-            return F.embedding_bag(user_features, self.embedding.weight, mode="sum", padding_idx=0).unsqueeze(1)
+            return bag_sum(user_features, self.embedding.weight, pad=0).unsqueeze(1)
         if user_features.shape[1] != self.num_fields:
             raise ConfigError(f"user_features has {user_features.shape[1]} columns, the encoder {self.num_fields}",
                               where="UserEncoder(pooling='concat')",
@@ -219,7 +239,7 @@ class MLP(nn.Module):
             layers.append(nn.Linear(width, int(size)))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(int(size)))
-            layers.append(make_activation(activation))
+            layers.append(make_activation(activation, inplace=True))  # acts on the Linear / BN output
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = int(size)
@@ -232,6 +252,9 @@ class MLP(nn.Module):
 
 class Experts(nn.Module):
     """E expert MLPs of the same shape over one input: (B, input_dim) -> (B, E, output_dim)."""
+
+    # One MLP per expert, run in turn: a fused version (one (in, E * width) product, then batched
+    # products) measured slower on CPU, forward plus backward, at batch 2048.
 
     def __init__(self, input_dim: int, num_experts: int, dims: Sequence[int], dropout: float = 0.0,
                  activation: str = "relu", batch_norm: bool = False) -> None:
@@ -261,7 +284,8 @@ class Gate(nn.Module):
 
 def mix_experts(gate: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     """gate (B, E), expert outputs (B, E, D) -> (B, D), the gate-weighted sum of the experts."""
-    return torch.bmm(gate.unsqueeze(1), experts).squeeze(1)
+    # Elementwise, not bmm: B products of (1, E) x (E, D) are far slower on CPU.
+    return (gate.unsqueeze(-1) * experts).sum(dim=1)
 
 
 class TaskTowers(nn.Module):
