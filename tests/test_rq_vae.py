@@ -11,7 +11,7 @@ import torch
 from sidkit.errors import ConfigError, DataError, NotFittedError
 from sidkit.tokenizers.base import load_tokenizer
 from sidkit.tokenizers.history import TrainingHistory
-from sidkit.tokenizers.networks import squared_error
+from sidkit.tokenizers.networks import Linear, squared_error
 from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet
 from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network
 
@@ -46,6 +46,22 @@ def test_gradients_reach_the_encoder_through_the_quantizer():
         for name, parameter in net.encoder.named_parameters():
             assert parameter.grad is not None and torch.count_nonzero(parameter.grad) > 0, name
             assert torch.isfinite(parameter.grad).all(), name
+
+
+def test_linear_layer_matches_torch_in_values_and_gradients():
+    torch.manual_seed(0)
+    ours = Linear(7, 5)
+    reference = torch.nn.Linear(7, 5)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(9, 7, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    upstream = torch.randn(9, 5)
+    (ours(x) * upstream).sum().backward()
+    (reference(x_ref) * upstream).sum().backward()
+    torch.testing.assert_close(ours(x), reference(x_ref))
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(ours.bias.grad, reference.bias.grad)
 
 
 def test_reconstruction_loss_sums_over_dimensions_and_averages_over_the_batch():

@@ -114,8 +114,9 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     train_rows, val_rows = split_rows(n, config.validation_share, order_gen)
     if initialize is not None:
         initialize(train_rows)
+    # Fused AdamW: one kernel for all parameters instead of about ten small ops each (10% of a CPU step).
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+                                  weight_decay=config.weight_decay, fused=x.device.type in ("cpu", "cuda"))
     steps = math.ceil(len(train_rows) / config.batch_size)
     records: list[EpochRecord] = []
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
