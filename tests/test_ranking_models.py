@@ -8,7 +8,7 @@ import torch
 
 from sidkit.errors import ConfigError
 from sidkit.features.types import ItemRepresentation
-from sidkit.ranking.layers import FeatureBlock, ItemEncoder, UserEncoder
+from sidkit.ranking.layers import FeatureBlock, ItemEncoder, UserEncoder, bag_sum
 from sidkit.ranking.models import PLE, MMoE, ModelConfig, build_model, model_names, register_model
 
 NUM_ITEMS, TOKENS, TABLE = 40, 3, 30
@@ -111,6 +111,17 @@ def test_history_pooling_ignores_padding_items(dense: bool) -> None:
     # More padding at the end changes nothing.
     longer = torch.cat([history, torch.full((BATCH, 4), encoder.pad_item)], dim=1)
     torch.testing.assert_close(encoder.mean_history(longer), pooled)
+
+
+def test_bag_sum_adds_the_rows_of_non_padding_tokens() -> None:
+    weight = torch.randn(10, 4, requires_grad=True)
+    tokens = torch.tensor([[1, 2, 0], [0, 0, 0], [3, 3, 9], [0, 5, 0]])
+    expected = torch.stack([weight[1] + weight[2], torch.zeros(4), 2 * weight[3] + weight[9], weight[5]])
+    torch.testing.assert_close(bag_sum(tokens, weight), expected)
+    bag_sum(tokens, weight).sum().backward()
+    assert weight.grad is not None
+    assert torch.all(weight.grad[0] == 0) and torch.all(weight.grad[3] == 2)
+    torch.testing.assert_close(bag_sum(tokens[1:2], weight), torch.zeros(1, 4))  # only padding
 
 
 def test_padding_token_embeds_to_zero_and_gets_no_gradient() -> None:
