@@ -148,3 +148,20 @@ def test_bad_arguments_are_config_errors(args: dict, where: str) -> None:
     with pytest.raises(ConfigError) as error:
         kmeans(points, **args)
     assert error.value.where == where
+
+
+def test_default_gemm_path_gives_the_same_assignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sidkit.tokenizers import kmeans as module
+
+    points, _ = mixture(800, 10, 12, spread=1.0, seed=14)
+    x = torch.from_numpy(points)
+    centers = x[:10].clone()
+    fast = nearest_centers(x, centers)[0]
+    monkeypatch.setenv("SIDKIT_ONEDNN", "0")
+    module._onednn_linear_works.cache_clear()
+    try:
+        assert not module._onednn_linear_works(torch.float32)
+        assert torch.equal(nearest_centers(x, centers)[0], fast)
+    finally:
+        monkeypatch.delenv("SIDKIT_ONEDNN")
+        module._onednn_linear_works.cache_clear()
