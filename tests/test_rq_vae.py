@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import torch
 
 from sidkit.errors import ConfigError, DataError, NotFittedError
 from sidkit.tokenizers.base import load_tokenizer
-from sidkit.tokenizers.history import TrainingHistory
+from sidkit.tokenizers.history import EpochRecord, TrainingHistory
 from sidkit.tokenizers.networks import Linear, squared_error
-from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet
+from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet, warn_if_collapsed
 from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network
 
 TINY = {"latent_dim": 4, "hidden_dims": (16, 8), "epochs": 3, "batch_size": 32, "progress": False}
@@ -147,6 +148,16 @@ def test_errors_for_bad_settings_and_too_little_data(clusters):
         RQVAE(2, 64, **TINY).fit(clusters[:40])
     with pytest.raises(NotFittedError):
         RQVAE(2, 8).encode(clusters)
+
+
+def test_collapse_is_warned_about():
+    record = EpochRecord(0, {"loss": 1.0}, None, (1.2, 30.0), (2, 40), 0.1)
+    with pytest.warns(RuntimeWarning, match=r"collapse \(level 0: perplexity 1.2 of 64 codes\)"):
+        warn_if_collapsed(TrainingHistory((record,), None, False), (64, 64), "RQVAE")
+    healthy = EpochRecord(0, {"loss": 1.0}, None, (20.0, 30.0), (40, 40), 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_collapsed(TrainingHistory((healthy,), None, False), (64, 64), "RQVAE")
 
 
 def test_codebooks_start_from_kmeans_on_encoder_outputs(clusters):

@@ -16,6 +16,7 @@ stay unused for ``dead_code_steps`` steps onto residuals of random items of the 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,11 +26,15 @@ from torch import nn
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.tokenizers.base import register_tokenizer
+from sidkit.tokenizers.history import TrainingHistory
 from sidkit.tokenizers.networks import mlp, squared_error
 from sidkit.tokenizers.neural import NeuralTokenizer, training_mean
 from sidkit.tokenizers.rq_kmeans import SAMPLE_PER_CODE, RQKMeans
 from sidkit.tokenizers.training import StepOutput, train_network
 from sidkit.tokenizers.vq import ResidualVQ
+
+# A level whose perplexity falls below this share of its codes counts as collapsed (and is warned about).
+COLLAPSE_SHARE = 0.1
 
 
 class RQVAENet(nn.Module):
@@ -70,6 +75,18 @@ class RQVAENet(nn.Module):
         if not self.quantizer.ema:
             parts["codebook"] = quantized.codebook_loss
         return StepOutput(loss, parts, quantized.codes)
+
+
+def warn_if_collapsed(history: TrainingHistory, sizes: Sequence[int], name: str) -> None:
+    """Warn when a level's perplexity in the kept epoch is below COLLAPSE_SHARE of its codebook size."""
+    if not history.epochs:
+        return
+    record = history.epochs[history.best_epoch if history.best_epoch is not None else -1]
+    low = [f"level {level}: perplexity {p:.1f} of {k} codes" for level, (p, k) in
+           enumerate(zip(record.perplexity, sizes, strict=True)) if p < COLLAPSE_SHARE * k]
+    if low:
+        warnings.warn(f"{name} codebook collapse ({'; '.join(low)}). Fix: use RQPVAE (EMA and dead-code "
+                      "reset) or DRQVAE, lower learning_rate, or train longer", RuntimeWarning, stacklevel=4)
 
 
 @register_tokenizer
@@ -132,6 +149,7 @@ class RQVAE(NeuralTokenizer):
                                      description=type(self).__name__, progress=self.progress,
                                      initialize=initialize)
         self.net = net
+        warn_if_collapsed(self.history, self._sizes, type(self).__name__)
 
     def _init_codebooks(self, net: RQVAENet, data: torch.Tensor, train_rows: torch.Tensor, seed: int) -> None:
         """Centre on the training mean; residual k-means on the encoder outputs of a seeded sample."""
