@@ -29,8 +29,12 @@ DEFAULT_CUTOFFS: tuple[int, ...] = (20, 50, 100, 200)
 # Scores whose difference is below this count as ties (float32 GEMMs may order equal vectors' sums
 # differently).
 TIE_TOLERANCE = 1e-6
-# Pairs per block: each (B, N) float32 score block stays near 64 MiB.
+# Queries x items scored per block (float64: about 128 MiB).
 SCORE_VALUES = 1 << 24
+# The query's own score: below any cosine, so it is never above or tied with a target.
+_NO_ANSWER = -3.0
+# Rows of sorted scores are shifted by this much each, so they can be searched as one sorted array.
+_ROW_OFFSET = 4.0
 
 
 @dataclass(frozen=True)
@@ -105,20 +109,28 @@ def hit_rates(embeddings: Any, pairs: np.ndarray, cutoffs: Sequence[int] = DEFAU
         raise DataError("no pairs to evaluate", where="pairs", fix="pass at least one (query, target) pair")
     order = np.argsort(pair_rows[:, 0], kind="stable")
     queries, targets = pair_rows[order, 0], pair_rows[order, 1]
+    n = len(table)
     totals = np.zeros(len(ks))
     ks_tensor = torch.tensor(ks, dtype=torch.float64, device=table.device)
-    block_pairs = max(1, SCORE_VALUES // len(table))
+    block_pairs = max(1, SCORE_VALUES // n)
     with torch.inference_mode():
         for start in range(0, len(queries), block_pairs):
             q = torch.from_numpy(queries[start:start + block_pairs]).to(table.device)
             t = torch.from_numpy(targets[start:start + block_pairs]).to(table.device)
             distinct, slot = torch.unique(q, return_inverse=True)  # score each query once
-            scores = table[distinct] @ table.T                       # (U, N)
-            scores[torch.arange(len(distinct), device=table.device), distinct] = -math.inf  # q is no answer
-            rows = scores[slot]                                      # (B, N) one row per pair
-            own = rows[torch.arange(len(t), device=table.device), t][:, None]  # the target's score
-            above = (rows > own + TIE_TOLERANCE).sum(1).double()
-            tied = (rows >= own - TIE_TOLERANCE).sum(1).double() - above  # p itself included
+            scores = (table[distinct] @ table.T).double()            # (U, N) cosines
+            scores[torch.arange(len(distinct), device=table.device), distinct] = _NO_ANSWER  # q itself
+            own = scores[slot, t]                                    # (B,) each target's score
+            # Rank by binary search: every row sorted, rows laid end to end with offsets that keep
+            # the whole array sorted (float64 keeps the offsets exact far beyond cosine precision).
+            offsets = _ROW_OFFSET * torch.arange(len(distinct), device=table.device, dtype=torch.float64)
+            flat = (torch.sort(scores, dim=1).values + offsets[:, None]).reshape(-1)
+            shifted = own + offsets[slot]
+            row_start = slot * n
+            at_most = torch.searchsorted(flat, shifted + TIE_TOLERANCE, right=True) - row_start
+            below = torch.searchsorted(flat, shifted - TIE_TOLERANCE) - row_start
+            above = (n - at_most).double()
+            tied = (at_most - below).double()  # p itself included
             # p sits uniformly among its ties: P(rank < K) = clip(K - above, 0, tied) / tied.
             hits = torch.clamp(ks_tensor[None, :] - above[:, None], min=0)
             hits = torch.minimum(hits, tied[:, None]) / tied[:, None]
