@@ -209,6 +209,11 @@ SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: What ``make demo`` runs on ML-100K: all defaults, with neural tokenizers trained for 20 epochs, so
+#: that the five methods, each fitted twice (stability), finish in a few minutes on 2 CPU cores.
+DEMO_SETTINGS = CompareSettings(epochs=20)
+
+
 def summary_row(result: MethodResult, settings: CompareSettings) -> dict[str, Any]:
     """The headline numbers of one method; None where a metric was not computed."""
     report = result.overlap.at(settings.reference_rho)
@@ -235,15 +240,22 @@ def summary_row(result: MethodResult, settings: CompareSettings) -> dict[str, An
     }
 
 
-def summary_table(comparison: ComparisonResult) -> Table:
-    """The summary rows as a rich table, for a terminal (one screen for a handful of methods)."""
+#: The summary columns a terminal shows (fits in about 130 characters).
+TERMINAL_COLUMNS: tuple[str, ...] = ("method", "fit_seconds", "mse", "level0_gini", "collision_rate", "level0_keff",
+                                     "level0_dp_factor", "level0_gp_factor", "sid_flip_rate", "retention_20",
+                                     "retention_200", "sid_auc", "agreement_l1")
+
+
+def summary_table(comparison: ComparisonResult, columns: Sequence[str] = TERMINAL_COLUMNS) -> Table:
+    """The summary rows as a rich table, for a terminal; ``columns`` are keys of :data:`SUMMARY_COLUMNS`."""
+    chosen = [column for column in SUMMARY_COLUMNS if column[0] in columns]
     table = Table(title=f"Semantic IDs on {comparison.data_dir.name}: {comparison.num_items:,} items, "
                   f"{comparison.settings.levels} x {comparison.settings.codebook_size} codes, "
                   f"rho = {comparison.settings.reference_rho}")
-    for _, header, _ in SUMMARY_COLUMNS:
+    for _, header, _ in chosen:
         table.add_column(header, justify="left" if header == "method" else "right")
     for row in comparison.summary_rows():
-        table.add_row(*[format_value(row[key], fmt) for key, _, fmt in SUMMARY_COLUMNS])
+        table.add_row(*[format_value(row[key], fmt) for key, _, fmt in chosen])
     return table
 
 

@@ -103,8 +103,13 @@ def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float
     ``nominal[panel]`` = K_nom (dotted line).
     """
     panels = list(nominal)
-    figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    columns = min(len(panels), 2)  # two wide panels per row stay readable at page width
+    rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(6.0 * columns, 4.0 * rows), layout="constrained")
+    grid = figure.subplots(rows, columns, squeeze=False).reshape(-1)
+    for unused in grid[len(panels):]:
+        unused.set_visible(False)
+    axes = grid[:len(panels)]
     for index, method in enumerate(series):
         for axis, panel in zip(axes, panels, strict=True):
             if panel in series[method]:
