@@ -6,9 +6,11 @@ Distances use ||x||^2 - 2 x.c + ||c||^2 with one GEMM per chunk of points, so no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +19,10 @@ import torch
 
 from sidkit.errors import ConfigError
 
-# Rows per GEMM block: (4096, 384) float32 is 6 MiB, a (4096, 256) score block 4 MiB (fits in cache).
-DEFAULT_CHUNK_SIZE = 4096
+# Rows per GEMM block when not given: a (rows, K) float32 score block of 16 MiB (16384 rows at
+# K = 256). Block size barely changes idle speed, but fewer, larger ops suffer less from thread
+# barriers when the machine is busy.
+SCORE_BLOCK_ELEMENTS = 1 << 22
 # k-means++ runs on at most this many points per cluster (k sequential passes over them).
 SEED_SAMPLE_PER_CLUSTER = 32
 
@@ -53,7 +57,7 @@ class KMeansResult:
 def kmeans(x: torch.Tensor | np.ndarray, k: int, *, device: str | torch.device | None = None,
            seed: int = 0, max_iter: int = 25, tol: float = 1e-4, init_sample: int | None = None,
            balanced: bool = False, balance_factor: float = 1.25,
-           chunk_size: int = DEFAULT_CHUNK_SIZE) -> KMeansResult:
+           chunk_size: int | None = None) -> KMeansResult:
     """Cluster (N, D) points ``x`` into ``k`` clusters.
 
     Args:
@@ -67,7 +71,7 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, device: str | torch.device |
             iterations refine it.
         balanced: cap every cluster at ``ceil(balance_factor * N / k)`` points (see
             :func:`balanced_assign`).
-        chunk_size: rows per GEMM block.
+        chunk_size: rows per GEMM block (default: a 16 MiB score block).
     """
     check_kmeans_args(k, max_iter, tol, balance_factor, chunk_size)
     points = torch.as_tensor(x, device=device).float()
@@ -81,7 +85,8 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, device: str | torch.device |
     generator = torch.Generator(device=points.device).manual_seed(int(seed))
     sample_size = min(n, init_sample if init_sample is not None else SEED_SAMPLE_PER_CLUSTER * k)
     seed_points = points if sample_size >= n else points[_sample_rows(n, sample_size, generator)]
-    centers = kmeans_plus_plus(seed_points, k, generator=generator)
+    with _one_cpu_thread(points.device):
+        centers = kmeans_plus_plus(seed_points, k, generator=generator)
     capacity = math.ceil(balance_factor * n / k) if balanced else None
     point_sq = points.square().sum(1)
 
@@ -140,13 +145,14 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, *, generator: torch.Generator,
 
 
 def nearest_centers(x: torch.Tensor, centers: torch.Tensor, *, point_sq: torch.Tensor | None = None,
-                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+                    chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centre of each point: (N,) int64 index and (N,) float32 squared distance.
 
     Compares ``x.c - ||c||^2 / 2`` only (one GEMM with a bias per chunk); ``||x||^2`` is added to
     the winner alone. Ties go to the lowest index.
     """
     n = x.shape[0]
+    chunk_size = rows_per_block(chunk_size, centers.shape[0])
     half_sq = centers.square().sum(1).mul_(-0.5)
     if point_sq is None:
         point_sq = x.square().sum(1)
@@ -201,7 +207,7 @@ def _onednn_linear_works(dtype: torch.dtype) -> bool:
 
 def balanced_assign(x: torch.Tensor, centers: torch.Tensor, capacity: int, *,
                     point_sq: torch.Tensor | None = None, n_candidates: int = 16,
-                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+                    chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Assign points to centres so that no centre takes more than ``capacity`` points.
 
     Capacity-constrained greedy assignment in rounds, O(N m log N) for m candidates: every point
@@ -260,8 +266,9 @@ def update_centers(x: torch.Tensor, assignment: torch.Tensor, dist: torch.Tensor
 
 
 def _top_candidates(x: torch.Tensor, centers: torch.Tensor, point_sq: torch.Tensor, m: int,
-                    chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, m) squared distances (ascending) and indices of each point's m nearest centres."""
+    chunk_size = rows_per_block(chunk_size, centers.shape[0])
     center_sq = centers.square().sum(1)
     centers_t = centers.T.contiguous()
     parts_d, parts_i = [], []
@@ -288,14 +295,39 @@ def _accept(pending: torch.Tensor, proposal: torch.Tensor, cost: torch.Tensor, p
     load += torch.bincount(proposal[accepted], minlength=room.numel())
 
 
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """Run seeding's k small sequential steps on one CPU thread.
+
+    Each step is a thin GEMM plus a few (N, trials) element-wise ops; thread barriers cost more than
+    they save there, and on a busy machine (more runnable threads than cores) they made seeding
+    15x slower with 2 threads than with 1 (measured: 26 s vs 1.7 s for 256 seeds from 8192 points).
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _sample_rows(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """``size`` distinct row indices of ``n``, sorted (sequential reads)."""
     return torch.randperm(n, generator=generator, device=generator.device)[:size].sort().values
 
 
+def rows_per_block(chunk_size: int | None, k: int) -> int:
+    """Rows per GEMM block: ``chunk_size`` if given, else a 16 MiB (rows, k) score block."""
+    return chunk_size if chunk_size is not None else max(256, SCORE_BLOCK_ELEMENTS // max(k, 1))
+
+
 def check_kmeans_args(k: Any, max_iter: Any, tol: Any, balance_factor: Any, chunk_size: Any) -> None:
     """Raise ConfigError for k-means settings that cannot work."""
-    for name, value, low in (("k", k, 1), ("max_iter", max_iter, 0), ("chunk_size", chunk_size, 1)):
+    rows = 1 if chunk_size is None else chunk_size
+    for name, value, low in (("k", k, 1), ("max_iter", max_iter, 0), ("chunk_size", rows, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", where=name)
     if not isinstance(tol, (int, float)) or not tol >= 0:

@@ -16,7 +16,7 @@ import torch
 from sidkit.errors import ConfigError, DataError
 from sidkit.progress import track
 from sidkit.tokenizers.base import Tokenizer, register_tokenizer
-from sidkit.tokenizers.kmeans import DEFAULT_CHUNK_SIZE, check_kmeans_args, kmeans, nearest_centers
+from sidkit.tokenizers.kmeans import check_kmeans_args, kmeans, nearest_centers
 
 # Default training sample per code: the largest codebook times this (faiss uses the same 256).
 SAMPLE_PER_CODE = 256
@@ -41,7 +41,7 @@ class RQKMeans(Tokenizer):
             residual k-means; skipped when ``balanced``): each round moves every level's codewords
             to the best place given the other levels' codes and re-encodes, and is kept only if the
             training error drops. Costs about one encode of the training sample per round.
-        chunk_size: rows per GEMM block.
+        chunk_size: rows per GEMM block (default: a 16 MiB score block).
 
     Example:
         >>> tokenizer = RQKMeans(levels=3, codebook_size=256).fit(embeddings)  # doctest: +SKIP
@@ -51,7 +51,7 @@ class RQKMeans(Tokenizer):
     def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *,
                  balanced: bool = False, balance_factor: float = 1.25, fit_sample: int | None = None,
                  max_iter: int = 25, tol: float = 1e-4, init_sample: int | None = None,
-                 refine_passes: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+                 refine_passes: int = 3, chunk_size: int | None = None) -> None:
         super().__init__()
         self._sizes = _level_sizes(levels, codebook_size)
         for name, value in (("fit_sample", fit_sample), ("init_sample", init_sample)):
