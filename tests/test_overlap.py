@@ -213,10 +213,10 @@ def test_sparse_counter_matches_a_dense_confusion_matrix():
     n, samples, symbols = 400, 5, 7
     source = rng.integers(0, symbols, n)
     target = np.where(rng.random((samples, n)) < 0.6, source[None, :], rng.integers(0, symbols + 3, (samples, n)))
-    counter = _ConfusionCounter(n, samples)
+    counter = _ConfusionCounter(source, samples)
     for start in range(0, n, 150):  # in chunks, as the sweep feeds it
         counter.add(start, source[start:start + 150], target[:, start:start + 150])
-    overlap, flip_rate, pi = counter.finalize(source)
+    overlap, flip_rate, pi = counter.finalize()
     counts = np.zeros((symbols, symbols + 3))
     np.add.at(counts, (np.broadcast_to(source, target.shape).ravel(), target.ravel()), 1)
     confusion = counts / counts.sum(axis=1, keepdims=True)

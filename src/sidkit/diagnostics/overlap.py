@@ -282,7 +282,7 @@ def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_
     symbol_sets = _symbol_sets(kinds, levels)
     item_keys = [_symbol_keys(original, kind, index) for kind, index in symbol_sets]
     scale = _centred_rms(x, 1 << 16)
-    counters = [[_ConfusionCounter(n, samples) for _ in symbol_sets] for _ in rho_values]
+    counters = [[_ConfusionCounter(keys, samples) for keys in item_keys] for _ in rho_values]
 
     generator = torch.Generator(device=tokenizer.device).manual_seed(int(seed))
     rows = max(1, PERTURBED_ROWS // samples)
@@ -302,8 +302,8 @@ def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_
     reports = []
     for rho, rho_counters in zip(rho_values, counters, strict=True):
         entries: dict[str, list[SymbolOverlap]] = {"level": [], "depth": []}
-        for (kind, index), keys, counter in zip(symbol_sets, item_keys, rho_counters, strict=True):
-            overlap, flip_rate, pi = counter.finalize(keys)
+        for (kind, index), counter in zip(symbol_sets, rho_counters, strict=True):
+            overlap, flip_rate, pi = counter.finalize()
             nominal = _nominal_size(original.sizes, kind, index, n)
             entries[kind].append(SymbolOverlap(kind, index, overlap_stats(overlap, pi, nominal), flip_rate,
                                                len(pi)))
@@ -401,20 +401,27 @@ def quantizer_input(tokenizer: Tokenizer, X: Any) -> np.ndarray:
 
 
 class _ConfusionCounter:
-    """Sparse confusion counts of one symbol set: stays per item, and (source, target) pairs that changed."""
+    """Sparse confusion counts of one symbol set at one noise level.
+
+    Built on the items' (N,) symbol keys; keeps the number of unchanged draws per symbol and the
+    (source, target) pairs of the draws whose symbol changed, merged as they accumulate.
+    """
 
     _MERGE_ROWS = 1 << 22
 
-    def __init__(self, num_items: int, samples: int) -> None:
+    def __init__(self, item_keys: np.ndarray, samples: int) -> None:
         self.samples = samples
-        self.stays = np.zeros(num_items, dtype=np.int64)
+        self.symbols, inverse, self.counts = np.unique(item_keys, return_inverse=True, return_counts=True)
+        self.symbol_of = inverse.reshape(-1)  # (N,) each item's index into symbols
+        self.stays = np.zeros(len(self.symbols))  # unchanged draws per symbol
         self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._pending = 0
 
     def add(self, start: int, source: np.ndarray, target: np.ndarray) -> None:
         """``source`` (B,) symbols of items start..start+B-1, ``target`` (S, B) their perturbed symbols."""
         same = target == source[None, :]
-        self.stays[start:start + len(source)] += same.sum(axis=0)
+        self.stays += np.bincount(self.symbol_of[start:start + len(source)], weights=same.sum(axis=0),
+                                  minlength=len(self.symbols))
         moved = ~same
         if moved.any():
             src = np.broadcast_to(source[None, :], target.shape)[moved]
@@ -424,17 +431,15 @@ class _ConfusionCounter:
                 self._pairs = [_merge_pairs(self._pairs)]
                 self._pending = len(self._pairs[0][0])
 
-    def finalize(self, item_keys: np.ndarray) -> tuple[float, float, np.ndarray]:
+    def finalize(self) -> tuple[float, float, np.ndarray]:
         """(O_pi, flip rate, usage pi over the distinct item symbols)."""
-        n, samples = len(item_keys), self.samples
-        symbols, inverse, counts = np.unique(item_keys, return_inverse=True, return_counts=True)
-        inverse = inverse.reshape(-1)
-        stays = np.bincount(inverse, weights=self.stays, minlength=len(symbols))
+        counts, samples = self.counts, self.samples
+        n = int(counts.sum())
         # Column m collects sqrt(n_a c_am) over sources a; O_pi = sum_m col_m^2 / (S N^2).
-        targets, values = [symbols], [np.sqrt(counts * stays)]
+        targets, values = [self.symbols], [np.sqrt(counts * self.stays)]
         if self._pairs:
             src, dst, pair_counts = _merge_pairs(self._pairs)
-            source_counts = counts[np.searchsorted(symbols, src)]
+            source_counts = counts[np.searchsorted(self.symbols, src)]
             targets.append(dst)
             values.append(np.sqrt(source_counts * pair_counts.astype(np.float64)))
         columns, column_of = np.unique(np.concatenate(targets), return_inverse=True)
