@@ -106,11 +106,16 @@ class CompareSettings:
 
 @dataclass(frozen=True, eq=False)
 class MethodResult:
-    """Everything measured for one tokenizer. ``codes`` are the items' SIDs (N, L)."""
+    """Everything measured for one tokenizer. ``codes`` are the items' SIDs (N, L).
+
+    Times: ``fit_seconds`` the fit, ``diagnose_seconds`` every diagnostic but stability,
+    ``stability_seconds`` the second fit and its comparison (0 when skipped).
+    """
 
     method: str
     fit_seconds: float
     diagnose_seconds: float
+    stability_seconds: float
     codes: SemanticIds
     usage: UsageReport
     reconstruction: ReconstructionReport
@@ -125,6 +130,7 @@ class MethodResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method, "fit_seconds": self.fit_seconds, "diagnose_seconds": self.diagnose_seconds,
+            "stability_seconds": self.stability_seconds,
             "codebook_sizes": list(self.codes.sizes),
             "usage": self.usage.to_dict()["usage"], "sid": self.usage.sid.to_dict(),
             "reconstruction": self.reconstruction.to_dict(),
@@ -313,7 +319,8 @@ def run_comparison(data_dir: str | os.PathLike[str], methods: Sequence[str] = DE
     for name in names:
         say(f"{name}: fitting")
         result = evaluate_method(name, x, pairs, settings, out, item_ids=dataset.catalog.item_ids, log=say)
-        say(f"{name}: fit {result.fit_seconds:.1f} s, diagnostics {result.diagnose_seconds:.1f} s")
+        say(f"{name}: fit {result.fit_seconds:.1f} s, diagnostics {result.diagnose_seconds:.1f} s, "
+            f"stability {result.stability_seconds:.1f} s")
         results.append(result)
     comparison = ComparisonResult(Path(data_dir), out, settings, n, int(x.shape[1]), len(pairs.train),
                                   len(pairs.heldout), tuple(results), _item_labels(dataset.catalog), x,
@@ -352,6 +359,10 @@ def evaluate_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: C
     heldout = pairs.heldout
     ret = retention(x, reconstructed, heldout, settings.cutoffs, device=settings.device) if len(heldout) else None
     auc = sid_embedding_auc(quantized, heldout, seed=settings.seed, device=settings.device) if len(heldout) else None
+    reconstruction = reconstruction_report(x, reconstructed)
+    hierarchy = prefix_hierarchy(ids, x)
+    diagnose_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     second = None
     if settings.stability:
         say(f"{name}: second fit (seed {settings.seed + 1}) for stability")
@@ -359,12 +370,13 @@ def evaluate_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: C
         other_ids = other.encode(x)
         second = stability(ids, other_ids, quantized, other.quantized(other_ids),
                            neighbours=min(settings.neighbours, len(x) - 1), seed=settings.seed)
+    stability_seconds = time.perf_counter() - started
     _write_codes(out / "codes" / f"{name}.parquet", ids, item_ids)
     return MethodResult(
-        method=name, fit_seconds=fit_seconds, diagnose_seconds=time.perf_counter() - started, codes=ids,
-        usage=usage_report(ids), reconstruction=reconstruction_report(x, reconstructed), overlap=sweep,
-        analytic=analytic, analytic_note=note, retention=ret, auc=auc,
-        hierarchy=prefix_hierarchy(ids, x), stability=second)
+        method=name, fit_seconds=fit_seconds, diagnose_seconds=diagnose_seconds,
+        stability_seconds=stability_seconds, codes=ids, usage=usage_report(ids), reconstruction=reconstruction,
+        overlap=sweep, analytic=analytic, analytic_note=note, retention=ret, auc=auc, hierarchy=hierarchy,
+        stability=second)
 
 
 def fit_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: CompareSettings, *,
