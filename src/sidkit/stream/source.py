@@ -188,6 +188,66 @@ class ParquetSource(EmbeddingSource):
         return Chunk(start, embeddings, ids)
 
 
+class DatasetSource(EmbeddingSource):
+    """A dataset directory's ``embeddings.npy`` with the ``item_id`` column of its ``items.parquet``,
+    both read chunk by chunk (row i of one is row i of the other)."""
+
+    def __init__(self, directory: Path) -> None:
+        from sidkit.data.dataset import EMBEDDINGS_FILE, ITEMS_FILE
+
+        self._embeddings = NpySource(_existing(directory / EMBEDDINGS_FILE, directory))
+        self._items = _existing(directory / ITEMS_FILE, directory)
+        try:
+            self._ids = pads.dataset(str(self._items), format="parquet")
+            rows = int(self._ids.count_rows())
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DataError(f"cannot read {ITEMS_FILE}: {error}", where=str(self._items),
+                            fix="check that it is a complete parquet file") from None
+        if ITEM_ID not in self._ids.schema.names:
+            raise DataError(f"{ITEMS_FILE} has no '{ITEM_ID}' column", where=str(self._items),
+                            fix="items.parquet needs item_id and text columns")
+        if rows != self._embeddings.num_rows:
+            raise DataError(f"{ITEMS_FILE} has {rows} items but {EMBEDDINGS_FILE} {self._embeddings.num_rows} rows",
+                            where=str(directory), fix=f"re-run `sidkit embed --data {directory}`")
+        super().__init__(directory, rows, self._embeddings.dim, has_item_ids=True)
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        ids = _column_chunks(self._ids, ITEM_ID, check_chunk_rows(chunk_rows))
+        for chunk in self._embeddings.chunks(chunk_rows):
+            yield Chunk(chunk.start, chunk.embeddings, next(ids))
+
+
+def open_dataset_embeddings(directory: str | os.PathLike[str]) -> DatasetSource:
+    """The embeddings and item ids of a dataset directory, for chunked reading."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise DataError(f"dataset directory {root} does not exist", where=str(root), fix="check the path")
+    return DatasetSource(root)
+
+
+def _column_chunks(dataset: pads.Dataset, column: str, chunk_rows: int) -> Iterator[np.ndarray]:
+    """One column in consecutive chunks of exactly ``chunk_rows`` values (the last may be shorter)."""
+    pending: list[pa.Array] = []
+    held = 0
+    for batch in dataset.to_batches(columns=[column], batch_size=chunk_rows):
+        pending.append(batch.column(0))
+        held += batch.num_rows
+        while held >= chunk_rows:
+            values = pa.chunked_array(pending).combine_chunks()
+            yield values.slice(0, chunk_rows).to_numpy(zero_copy_only=False)
+            pending, held = [values.slice(chunk_rows)], held - chunk_rows
+    if held:
+        yield pa.chunked_array(pending).combine_chunks().to_numpy(zero_copy_only=False)
+
+
+def _existing(path: Path, directory: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path.name} is missing", where=str(directory),
+                        fix="a dataset directory needs items.parquet and embeddings.npy "
+                        f"(`sidkit embed --data {directory}` writes the embeddings)")
+    return path
+
+
 def table_embeddings(table: pa.Table, list_column: str | None, columns: list[str], dim: int, *,
                      where: str) -> np.ndarray:
     """(n, D) float32 embeddings of an Arrow table: one list column, or ``columns`` one per dimension."""

@@ -1,0 +1,190 @@
+"""The SID registry: stable SIDs across assigns, dedup digits, one model, and all-or-nothing assigns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sidkit.errors import ConfigError, DataError
+from sidkit.registry import SidRegistry, assign, lookup, model_fingerprint
+from sidkit.stream.source import Chunk, open_embeddings
+from sidkit.tokenizers.rq_kmeans import RQKMeans
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    rng = np.random.default_rng(5)
+    return rng.normal(size=(2400, 8)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(catalog, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model")
+    RQKMeans(2, 4, refine_passes=0).fit(catalog[:1000], seed=1).save(path)  # 16 SIDs: many collisions
+    return path
+
+
+def chunks(x, ids, step=300):
+    for start in range(0, len(ids), step):
+        yield Chunk(start, x[start:start + step], np.asarray(ids[start:start + step]))
+
+
+def snapshot(path, ids):
+    return {key: value.to_string() for key, value in lookup(path, ids).items()}
+
+
+def test_existing_sids_never_change_and_every_sid_is_unique(catalog, model, tmp_path):
+    path = tmp_path / "sids.sqlite"
+    first = assign(path, model, chunks(catalog[:1500], np.arange(1500)))
+    assert (first.added, first.existing, first.total) == (1500, 0, 1500)
+    before = snapshot(path, range(1500))
+    # Old items come back with moved embeddings: their SIDs must stay; new items get the next free digits.
+    moved = catalog[:2400] + np.float32(0.5)
+    second = assign(path, model, chunks(moved[500:], np.arange(500, 2400)))
+    assert (second.added, second.existing, second.total) == (900, 1000, 2400)
+    after = snapshot(path, range(2400))
+    assert {key: after[key] for key in before} == before
+    assert len(set(after.values())) == 2400  # codes + dedup digit identify one item
+    # Per SID, the dedup digits are exactly 0 .. size - 1: new colliders took the next free values.
+    groups: dict[str, list[int]] = {}
+    for sid in after.values():
+        *codes, digit = sid.split("-")
+        groups.setdefault("-".join(codes), []).append(int(digit))
+    assert all(sorted(digits) == list(range(len(digits))) for digits in groups.values())
+    old_max = {}
+    for sid in before.values():
+        *codes, digit = sid.split("-")
+        old_max["-".join(codes)] = max(old_max.get("-".join(codes), -1), int(digit))
+    for key in range(1500, 2400):
+        *codes, digit = after[key].split("-")
+        assert int(digit) > old_max.get("-".join(codes), -1)
+
+
+def test_colliders_are_ordered_by_distance(catalog, model, tmp_path):
+    tokenizer = RQKMeans.load(model)
+    x = catalog[:400]
+    codes = tokenizer.encode(x).codes
+    distance = np.square(x - tokenizer.decode(codes)).sum(1)
+    assign(tmp_path / "r.sqlite", model, chunks(x, np.arange(400)))
+    found = lookup(tmp_path / "r.sqlite", range(400))
+    first = codes[0]
+    same = np.flatnonzero((codes == first).all(axis=1))
+    digits = [found[int(i)].dedup for i in same[np.argsort(distance[same], kind="stable")]]
+    assert digits == list(range(len(same)))
+
+
+def test_another_model_is_refused(catalog, model, tmp_path):
+    path = tmp_path / "r.sqlite"
+    assign(path, model, chunks(catalog[:100], np.arange(100)))
+    other = tmp_path / "other"
+    RQKMeans(2, 4, refine_passes=0).fit(catalog[:1000], seed=9).save(other)
+    with pytest.raises(ConfigError, match="built with model"):
+        assign(path, other, chunks(catalog[100:200], np.arange(100, 200)))
+    assert len(lookup(path, range(200))) == 100
+    # Saving the same model again keeps its identity.
+    RQKMeans.load(model).save(tmp_path / "again")
+    assert model_fingerprint(tmp_path / "again") == model_fingerprint(model)
+
+
+def test_bad_input_leaves_the_registry_as_it_was(catalog, model, tmp_path):
+    path = tmp_path / "r.sqlite"
+    assign(path, model, chunks(catalog[:300], np.arange(300)))
+    before = snapshot(path, range(1000))
+    ids = np.arange(300, 900)
+    ids[550] = 400  # a repeat, in a later chunk
+    with pytest.raises(DataError, match="more than once"):
+        assign(path, model, chunks(catalog[300:900], ids))
+    with pytest.raises(DataError, match="integer item ids"):
+        assign(path, model, chunks(catalog[:10], np.array([f"s{i}" for i in range(10)])))
+    assert snapshot(path, range(1000)) == before
+
+
+def test_an_exception_before_commit_rolls_everything_back(catalog, model, tmp_path, monkeypatch):
+    path = tmp_path / "r.sqlite"
+    assign(path, model, chunks(catalog[:300], np.arange(300)))
+    before = snapshot(path, range(600))
+    original = SidRegistry._insert_staged
+
+    def insert_then_fail(self, levels):
+        original(self, levels)  # the rows are written, not committed
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(SidRegistry, "_insert_staged", insert_then_fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        assign(path, model, chunks(catalog[:600], np.arange(600)))
+    assert snapshot(path, range(600)) == before
+    monkeypatch.undo()
+    assert assign(path, model, chunks(catalog[:600], np.arange(600))).added == 300
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from sidkit.registry import SidRegistry, assign
+    from sidkit.stream.source import open_embeddings
+
+    registry, model, data, flag = sys.argv[1:5]
+    original = SidRegistry._insert_staged
+
+    def insert_then_wait(self, levels):
+        result = original(self, levels)  # every new row is written to the database, not committed
+        open(flag, "w").close()
+        time.sleep(120)
+        return result
+
+    SidRegistry._insert_staged = insert_then_wait
+    assign(registry, model, open_embeddings(data), chunk_rows=200)
+""")
+
+
+def test_killed_mid_write_leaves_the_registry_unchanged_and_readers_see_a_snapshot(catalog, model, tmp_path):
+    path = tmp_path / "r.sqlite"
+    assign(path, model, chunks(catalog[:500], np.arange(500)))
+    before = snapshot(path, range(2000))
+    data = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": np.arange(2000), "embedding": list(catalog[:2000])}), data)
+    flag = tmp_path / "written"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(model), str(data), str(flag)],
+                             env={**os.environ, "SIDKIT_PROGRESS": "0"})
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():
+            assert child.poll() is None, "the assign ended before it wrote"
+            assert time.monotonic() < deadline, "the assign did not reach its write"
+            time.sleep(0.05)
+        # A reader while the writer holds 1500 uncommitted rows: the committed state, at once.
+        started = time.monotonic()
+        with SidRegistry(path, readonly=True) as reader:
+            assert len(reader) == 500
+            assert {k: v.to_string() for k, v in reader.lookup(range(2000)).items()} == before
+        assert time.monotonic() - started < 5
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert snapshot(path, range(2000)) == before
+    result = assign(path, model, open_embeddings(data))  # the registry is usable again
+    assert (result.added, result.existing, result.total) == (1500, 500, 2000)
+
+
+def test_lookup_of_a_missing_registry_says_how_to_make_one(tmp_path):
+    with pytest.raises(DataError, match="sidkit assign"):
+        lookup(tmp_path / "none.sqlite", [1])
+
+
+def test_ids_from_a_parquet_source_and_string_ids(catalog, model, tmp_path):
+    data = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"item_id": [f"i{k}" for k in range(50)], "embedding": list(catalog[:50])}), data)
+    path = tmp_path / "r.sqlite"
+    assert assign(path, model, open_embeddings(data), chunk_rows=7).added == 50
+    found = lookup(path, ["i3", "nope"])
+    assert list(found) == ["i3"] and len(found["i3"].codes) == 2
