@@ -65,21 +65,26 @@ def test_trie_counts_cosines_and_limits():
     x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 2.0], [-1.0, 0.0]])
     labels = [f"item {i}" for i in range(8)]
     labels[3] = "<script>alert(1)</script>"
-    root = build_trie(SemanticIds(codes, (3, 2)), x, labels, max_children=2, max_labels=2)
-    assert root.count == 8
-    assert [child.prefix for child in root.children] == [(1,), (0,)]  # largest first, then cut at 2
-    assert root.hidden_children == 1
-    ones = root.children[0]
+    ids = SemanticIds(codes, (3, 2))
+    full = build_trie(ids, x, labels)
+    assert full.count == 8 and [child.prefix for child in full.children] == [(1,), (0,), (2,)]
+    assert [child.prefix for child in full.children[1].children] == [(0, 0), (0, 1)]
+    assert full.hidden_children == 0 and full.children[0].children[0].labels[3] == "item 6"
+
+    # A budget of 4 prefixes: the three level-0 prefixes, then only the largest of depth 2.
+    root = build_trie(ids, x, labels, max_nodes=4, max_labels=2)
+    assert [child.prefix for child in root.children] == [(1,), (0,), (2,)]
+    ones, zeros, two = root.children
     assert ones.mean_cosine == pytest.approx(1.0)
     (leaf,) = ones.children
     assert leaf.prefix == (1, 0) and leaf.count == 4 and leaf.hidden_labels == 2
-    zeros = root.children[1]
-    pair_cosines = [1.0, 2 ** -0.5, 2 ** -0.5]
-    assert zeros.mean_cosine == pytest.approx(np.mean(pair_cosines))
+    assert zeros.children == () and zeros.hidden_children == 2 and two.hidden_children == 1
+    assert zeros.mean_cosine == pytest.approx(np.mean([1.0, 2 ** -0.5, 2 ** -0.5]))
+    assert np.isnan(two.mean_cosine)  # a single item has no pairs
     html = render_trie(root)
-    assert html.count("<details") == 5  # (1,), (1,0), (0,), (0,0), (0,1)
+    assert html.count("<details") == 4  # (1,), (1,0), (0,), (2,)
     assert "&lt;script&gt;" in html and "<script>" not in html
-    assert "and 2 more" in html and "and 1 smaller prefix<" in html
+    assert "and 2 more" in html and "and 2 smaller prefixes" in html and "and 1 smaller prefix<" in html
 
 
 def test_report_is_self_contained(report_path):
