@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from sidkit.diagnostics import hierarchy
 from sidkit.diagnostics.hierarchy import prefix_hierarchy
 from sidkit.errors import DataError
 from sidkit.ids import SemanticIds
@@ -47,6 +48,19 @@ def test_random_codes_against_brute_force():
         mean, pairs = brute_force(codes, x, row.depth)
         assert row.pairs == pairs
         assert row.mean_cosine == pytest.approx(mean, abs=1e-12)
+
+
+def test_chunked_streaming_gives_the_same_table(monkeypatch):
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 2, size=(50, 2))
+    x = rng.normal(size=(50, 4))
+    whole = prefix_hierarchy(SemanticIds(codes, (2, 2)), x)
+    monkeypatch.setattr(hierarchy, "CHUNK_ROWS", 7)  # prefixes now run across chunk boundaries
+    chunked = prefix_hierarchy(SemanticIds(codes, (2, 2)), x.tolist())
+    for a, b in zip(whole.depths, chunked.depths, strict=True):
+        assert a.mean_cosine == pytest.approx(b.mean_cosine, abs=1e-12)
+        assert a.mean_cosine == pytest.approx(brute_force(codes, x, a.depth)[0], abs=1e-12)
+    assert chunked.random_cosine == pytest.approx(whole.random_cosine, abs=1e-12)
 
 
 def test_no_shared_prefix_gives_nan():
