@@ -10,8 +10,8 @@ is invariant to relabelling the codes of each level:
 - ami[l]: adjusted mutual information of the two level-l code assignments (arithmetic-mean
   normalization, as scikit-learn's default): 1 for the same partition, about 0 for independent ones.
 - neighbour_overlap: mean over query items of |top-K(a) & top-K(b)| / K, the top-K neighbours by
-  cosine in each tokenizer's quantized space (self excluded). Ties among collided items break by
-  row order.
+  cosine in each tokenizer's quantized space (self excluded). Ties among collided items break
+  the same way for identical inputs.
 """
 
 from __future__ import annotations
@@ -157,8 +157,8 @@ def neighbour_overlap(first: Any, second: Any, *, neighbours: int = DEFAULT_NEIG
 def _top_neighbours(table: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
     scores = table[rows] @ table.T
     scores[torch.arange(len(rows), device=table.device), rows] = -math.inf
-    # A stable sort keeps row order among equal scores, so identical tables give identical lists.
-    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    # topk is deterministic: identical tables give identical lists, ties included.
+    return torch.topk(scores, k, dim=1, sorted=False).indices
 
 
 def _matched_within_parents(parent: np.ndarray, a: np.ndarray, b: np.ndarray, size_b: int) -> np.ndarray:
