@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sidkit.diagnostics.overlap import By
 from sidkit.io import atomic_path
 from sidkit.report import plots
 from sidkit.report.trie import build_trie, render_trie
@@ -72,125 +73,158 @@ def write_report(comparison: ComparisonResult, path: str | os.PathLike[str]) -> 
 
 def render_report(comparison: ComparisonResult) -> str:
     """The whole page as one HTML string."""
-    from sidkit.compare import SUMMARY_COLUMNS
-    from sidkit.compare import format_value as _fmt
+    sections = (_header, _summary, _usage, _effective_size, _penalties, _retention, _auc, _hierarchy, _stability,
+                _trie, _notes)
+    body = "".join(part for section in sections for part in section(comparison))
+    title = f"sidkit comparison: {comparison.data_dir.name}"
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+            f"<style>{STYLE}</style></head><body><main>{body}</main>"
+            f"<script>{IMAGE_CHECK}</script></body></html>\n")
 
+
+def _header(comparison: ComparisonResult) -> list[str]:
     settings = comparison.settings
-    methods = comparison.methods
-    rho = settings.reference_rho
-    levels = settings.levels
     created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body: list[str] = [
-        f"<h1>Semantic ID comparison: {_e(comparison.data_dir.name)}</h1>",
-        f'<p class="meta">{comparison.num_items:,} items &times; {comparison.dim} dims &middot; {levels} levels '
-        f"&times; {settings.codebook_size} codes &middot; behaviour pairs {comparison.train_pairs:,} train / "
-        f"{comparison.heldout_pairs:,} held out &middot; {settings.samples} noise draws per item &middot; "
-        f"run took {comparison.seconds:.0f} s &middot; {created}</p>",
-        "<h2>Summary</h2>",
-        _table([header for _, header, _ in SUMMARY_COLUMNS],
-               [[_fmt(row[key], fmt) for key, _, fmt in SUMMARY_COLUMNS] for row in comparison.summary_rows()]),
-        f'<p class="note">K_eff, DP x and GP x at rho = {rho:g} (noise sigma = rho &times; the embeddings\' RMS '
-        "spread per dimension). DP x &times; GP x = K_nom / K_eff. Retention above 1 means the reconstruction "
-        "retrieves behaviourally related items better than the original embedding. Stab L1: share of items whose "
-        "level-0 code agrees with a second fit (another seed) after matching codes.</p>",
-    ]
+    return [f"<h1>Semantic ID comparison: {_e(comparison.data_dir.name)}</h1>",
+            f'<p class="meta">{comparison.num_items:,} items &times; {comparison.dim} dims &middot; '
+            f"{settings.levels} levels &times; {settings.codebook_size} codes &middot; behaviour pairs "
+            f"{comparison.train_pairs:,} train / {comparison.heldout_pairs:,} held out &middot; {settings.samples} "
+            f"noise draws per item &middot; run took {comparison.seconds:.0f} s &middot; {created}</p>"]
 
+
+def _summary(comparison: ComparisonResult) -> list[str]:
+    from sidkit.compare import SUMMARY_COLUMNS
+
+    rows = [[_fmt(row[key], fmt) for key, _, fmt in SUMMARY_COLUMNS] for row in comparison.summary_rows()]
+    return ["<h2>Summary</h2>", _table([header for _, header, _ in SUMMARY_COLUMNS], rows),
+            f'<p class="note">K_eff, DP x and GP x at rho = {comparison.settings.reference_rho:g} (noise sigma = rho '
+            "&times; the embeddings' RMS spread per dimension). DP x &times; GP x = K_nom / K_eff. Retention above 1 "
+            "means the reconstruction retrieves behaviourally related items better than the original embedding. "
+            "Stab L1: share of items whose level-0 code agrees with a second fit (another seed) after matching "
+            "codes.</p>"]
+
+
+def _usage(comparison: ComparisonResult) -> list[str]:
     counts = {m.method: [np.bincount(m.codes.codes[:, level], minlength=size)
-                         for level, size in enumerate(m.codes.sizes)] for m in methods}
-    body += ["<h2>Code usage per level</h2>", _image(plots.usage_figure(counts), "code usage per level"),
-             '<p class="note">Top: share of items per code, codes sorted from most to least used (a steep '
-             "drop means a few codes take most items). Bottom: Lorenz curves; the diagonal is perfectly even "
-             "usage and twice the area between diagonal and curve is the Gini coefficient.</p>"]
+                         for level, size in enumerate(m.codes.sizes)] for m in comparison.methods}
+    return ["<h2>Code usage per level</h2>", _image(plots.usage_figure(counts), "code usage per level"),
+            '<p class="note">Top: share of items per code, codes sorted from most to least used (a steep drop means a '
+            "few codes take most items). Bottom: Lorenz curves; the diagonal is perfectly even usage and twice the "
+            "area between diagonal and curve is the Gini coefficient.</p>"]
 
-    panels = {f"level {level}": ("level", level) for level in range(levels)}
+
+def _effective_size(comparison: ComparisonResult) -> list[str]:
+    levels = comparison.settings.levels
+    panels: dict[str, tuple[By, int]] = {f"level {level}": ("level", level) for level in range(levels)}
     panels["full SID"] = ("depth", levels)
     empirical: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] = {}
     analytic: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] = {}
     nominal: dict[str, int] = {}
-    for m in methods:
-        empirical[m.method] = {panel: (m.overlap.rhos, m.overlap.series(by, index))  # type: ignore[arg-type]
+    for m in comparison.methods:
+        empirical[m.method] = {panel: (m.overlap.rhos, m.overlap.series(by, index))
                                for panel, (by, index) in panels.items()}
         if m.analytic is not None:
             analytic[m.method] = {f"level {level}": (m.analytic.rhos, m.analytic.series("level", level))
                                   for level in range(levels)}
-        first = m.overlap.reports[0]
         for panel, (by, index) in panels.items():
-            nominal[panel] = first.get(by, index).stats.nominal_size  # type: ignore[arg-type]
-    body += ["<h2>Effective codebook size against noise</h2>",
-             _image(plots.effective_size_figure(empirical, analytic, nominal), "K_eff against rho"),
-             '<p class="note">K_eff = 1 / O_pi, the size of an ideal uniform codebook with the same expected '
-             "codeword overlap under input noise. At zero noise it equals the inverse Simpson index of usage; "
-             "it falls towards 1 as noise grows. The full SID panel treats whole SIDs as symbols "
-             "(K_nom = min(N, K^L)).</p>"]
+            nominal[panel] = m.overlap.reports[0].get(by, index).stats.nominal_size
+    return ["<h2>Effective codebook size against noise</h2>",
+            _image(plots.effective_size_figure(empirical, analytic, nominal), "K_eff against rho"),
+            '<p class="note">K_eff = 1 / O_pi, the size of an ideal uniform codebook with the same expected codeword '
+            "overlap under input noise. At zero noise it equals the inverse Simpson index of usage; it falls towards "
+            "1 as noise grows. The full SID panel treats whole SIDs as symbols (K_nom = min(N, K^L)).</p>"]
 
-    parts = {m.method: [(1.0 / e.stats.nominal_size, e.stats.distribution_penalty, e.stats.geometry_penalty)
-                        for e in m.overlap.at(rho).levels] for m in methods}
-    factors = {m.method: [(e.stats.distribution_factor, e.stats.geometry_factor) for e in m.overlap.at(rho).levels]
-               for m in methods}
-    body += ["<h2>Why codes get confused: distribution and geometry penalties</h2>",
-             _image(plots.penalty_figure(parts, factors, rho), "distribution and geometry penalties"),
-             '<p class="note">O_pi = 1/K_nom + DP + GP. The distribution penalty DP comes from uneven code usage '
-             "(zero when usage is uniform); the geometry penalty GP from codewords that the noise confuses "
-             "(zero when no two codes overlap). Bottom: the same split in bits, "
-             "log2 K_nom / K_eff = log2(K_nom sum pi^2) + log2(O_pi / sum pi^2).</p>"]
 
-    with_retention = [m for m in methods if m.retention is not None]
-    if with_retention:
-        curves = {m.method: (m.retention.cutoffs, m.retention.retention) for m in with_retention
-                  if m.retention is not None}
-        first_retention = with_retention[0].retention
-        assert first_retention is not None
-        rows = [[m.method, *[_fmt(v, "{:.3f}") for v in m.retention.retention]] for m in with_retention
-                if m.retention is not None]
-        rows.append(["HR@K original", *[f"{v:.4f}" for v in first_retention.original.hit_rates]])
-        body += ["<h2>Hit-rate retention</h2>", _image(plots.retention_figure(curves), "retention against K"),
-                 _table(["method", *[f"ret@{k}" for k in first_retention.cutoffs]], rows),
-                 f'<p class="note">Item-to-item retrieval over {first_retention.original.num_pairs:,} held-out '
-                 "behaviour pairs, exact cosine search over all items.</p>"]
-    aucs = [[m.method, f"{m.auc.auc:.4f}", f"{m.auc.mean_positive:.3f}", f"{m.auc.mean_negative:.3f}"]
-            for m in methods if m.auc is not None]
-    if aucs:
-        body += ["<h2>SID-embedding AUC (soft matching)</h2>",
-                 _table(["method", "AUC", "mean cos, pairs", "mean cos, random"], aucs),
-                 '<p class="note">Cosine between the items\' quantized vectors (sum of their codewords): held-out '
-                 "behaviour pairs against as many random pairs.</p>"]
+def _penalties(comparison: ComparisonResult) -> list[str]:
+    rho = comparison.settings.reference_rho
+    levels = {m.method: m.overlap.at(rho).levels for m in comparison.methods}
+    parts = {method: [(1.0 / e.stats.nominal_size, e.stats.distribution_penalty, e.stats.geometry_penalty)
+                      for e in entries] for method, entries in levels.items()}
+    factors = {method: [(e.stats.distribution_factor, e.stats.geometry_factor) for e in entries]
+               for method, entries in levels.items()}
+    return ["<h2>Why codes get confused: distribution and geometry penalties</h2>",
+            _image(plots.penalty_figure(parts, factors, rho), "distribution and geometry penalties"),
+            '<p class="note">O_pi = 1/K_nom + DP + GP. The distribution penalty DP comes from uneven code usage (zero '
+            "when usage is uniform); the geometry penalty GP from codewords that the noise confuses (zero when no "
+            "two codes overlap). Bottom: the same split in bits, log2 K_nom / K_eff = log2(K_nom sum pi^2) + "
+            "log2(O_pi / sum pi^2).</p>"]
 
-    cosines = {m.method: [row.mean_cosine for row in m.hierarchy.depths] for m in methods}
-    floors = {m.method: m.hierarchy.random_cosine for m in methods}
-    rows = [[m.method, *[_fmt(row.mean_cosine, "{:.3f}") for row in m.hierarchy.depths],
-             f"{m.hierarchy.random_cosine:.3f}",
-             *[f"{row.size_q1:g} / {row.size_median:g} / {row.size_q3:g}" for row in m.hierarchy.depths]]
-            for m in methods]
-    body += ["<h2>Prefix hierarchy</h2>", _image(plots.hierarchy_figure(cosines, floors), "prefix cosine by depth"),
-             _table(["method", *[f"cos, depth {d}" for d in range(1, levels + 1)], "random pairs",
-                     *[f"sub-trie q1/median/q3, depth {d}" for d in range(1, levels + 1)]], rows)]
 
-    stable = [m for m in methods if m.stability is not None]
-    if stable:
-        rows = [[m.method, *[f"{v:.3f}" for v in m.stability.prefix_agreement], *[f"{v:.3f}" for v in m.stability.ami],
-                 f"{m.stability.neighbour_overlap:.3f}"] for m in stable if m.stability is not None]
-        k = stable[0].stability.neighbours if stable[0].stability is not None else 0
-        body += ["<h2>Stability against a second fit</h2>",
-                 _table(["method", *[f"agree, depth {d}" for d in range(1, levels + 1)],
-                         *[f"AMI, level {level}" for level in range(levels)], f"top-{k} overlap"], rows),
-                 '<p class="note">Second fit with another seed, same items. Codes are matched one to one (Hungarian '
-                 "on co-assignment) level by level within agreeing prefixes.</p>"]
+def _retention(comparison: ComparisonResult) -> list[str]:
+    reports = {m.method: m.retention for m in comparison.methods if m.retention is not None}
+    if not reports:
+        return []
+    first = next(iter(reports.values()))
+    curves = {method: (report.cutoffs, report.retention) for method, report in reports.items()}
+    rows = [[method, *[_fmt(v, "{:.3f}") for v in report.retention]] for method, report in reports.items()]
+    rows.append(["HR@K original", *[f"{v:.4f}" for v in first.original.hit_rates]])
+    return ["<h2>Hit-rate retention</h2>", _image(plots.retention_figure(curves), "retention against K"),
+            _table(["method", *[f"ret@{k}" for k in first.cutoffs]], rows),
+            f'<p class="note">Item-to-item retrieval over {first.original.num_pairs:,} held-out behaviour pairs, '
+            "exact cosine search over all items.</p>"]
 
-    body.append("<h2>SID trie</h2>")
-    body.append('<p class="note">Prefix &rarr; number of items and mean pairwise cosine of their original '
-                "embeddings; full SIDs list their items. Largest prefixes first.</p>")
-    for m in methods:
+
+def _auc(comparison: ComparisonResult) -> list[str]:
+    rows = [[m.method, f"{m.auc.auc:.4f}", f"{m.auc.mean_positive:.3f}", f"{m.auc.mean_negative:.3f}"]
+            for m in comparison.methods if m.auc is not None]
+    if not rows:
+        return []
+    return ["<h2>SID-embedding AUC (soft matching)</h2>",
+            _table(["method", "AUC", "mean cos, pairs", "mean cos, random"], rows),
+            '<p class="note">Cosine between the items\' quantized vectors (sum of their codewords): held-out behaviour '
+            "pairs against as many random pairs.</p>"]
+
+
+def _hierarchy(comparison: ComparisonResult) -> list[str]:
+    depths = range(1, comparison.settings.levels + 1)
+    tables = {m.method: m.hierarchy for m in comparison.methods}
+    cosines = {method: [row.mean_cosine for row in table.depths] for method, table in tables.items()}
+    floors = {method: table.random_cosine for method, table in tables.items()}
+    rows = [[method, *[_fmt(row.mean_cosine, "{:.3f}") for row in table.depths], f"{table.random_cosine:.3f}",
+             *[f"{row.size_q1:g} / {row.size_median:g} / {row.size_q3:g}" for row in table.depths]]
+            for method, table in tables.items()]
+    headers = ["method", *[f"cos, depth {d}" for d in depths], "random pairs",
+               *[f"sub-trie q1/median/q3, depth {d}" for d in depths]]
+    return ["<h2>Prefix hierarchy</h2>", _image(plots.hierarchy_figure(cosines, floors), "prefix cosine by depth"),
+            _table(headers, rows)]
+
+
+def _stability(comparison: ComparisonResult) -> list[str]:
+    reports = {m.method: m.stability for m in comparison.methods if m.stability is not None}
+    if not reports:
+        return []
+    levels = comparison.settings.levels
+    rows = [[method, *[f"{v:.3f}" for v in report.prefix_agreement], *[f"{v:.3f}" for v in report.ami],
+             f"{report.neighbour_overlap:.3f}"] for method, report in reports.items()]
+    headers = ["method", *[f"agree, depth {d}" for d in range(1, levels + 1)],
+               *[f"AMI, level {level}" for level in range(levels)],
+               f"top-{next(iter(reports.values())).neighbours} overlap"]
+    return ["<h2>Stability against a second fit</h2>", _table(headers, rows),
+            '<p class="note">Second fit with another seed, same items. Codes are matched one to one (Hungarian on '
+            "co-assignment) level by level within agreeing prefixes.</p>"]
+
+
+def _trie(comparison: ComparisonResult) -> list[str]:
+    parts = ["<h2>SID trie</h2>",
+             '<p class="note">Prefix &rarr; number of items and mean pairwise cosine of their original embeddings; '
+             "full SIDs list their items. Largest prefixes first.</p>"]
+    for m in comparison.methods:
         root = build_trie(m.codes, comparison.embeddings, comparison.item_text)
-        body.append(f"<details><summary><strong>{_e(m.method)}</strong> &middot; {len(root.children)} "
-                    f"level-0 prefixes shown</summary><div class=\"trie\">{render_trie(root)}</div></details>")
-    notes = [f"<li>{_e(m.method)}: {_e(m.analytic_note)}</li>" for m in methods if m.analytic_note]
-    if notes:
-        body += ["<h2>Notes</h2>", "<ul>", *notes, "</ul>"]
-    title = f"sidkit comparison: {comparison.data_dir.name}"
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
-            f"<style>{STYLE}</style></head><body><main>{''.join(body)}</main>"
-            f"<script>{IMAGE_CHECK}</script></body></html>\n")
+        parts.append(f"<details><summary><strong>{_e(m.method)}</strong> &middot; {len(root.children)} level-0 "
+                     f'prefixes shown</summary><div class="trie">{render_trie(root)}</div></details>')
+    return parts
+
+
+def _notes(comparison: ComparisonResult) -> list[str]:
+    notes = [f"<li>{_e(m.method)}: {_e(m.analytic_note)}</li>" for m in comparison.methods if m.analytic_note]
+    return ["<h2>Notes</h2>", "<ul>", *notes, "</ul>"] if notes else []
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    from sidkit.compare import format_value
+
+    return format_value(value, fmt)
 
 
 def _image(png: bytes, alt: str) -> str:
