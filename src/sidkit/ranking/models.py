@@ -248,3 +248,5 @@ def build_model(name: str, representation: ItemRepresentation, num_user_embeddin
                             init_std=config.init_std)
         features = FeatureBlock(items, users, history_product=config.history_product)
         return builder(features, tuple(tasks), config)
+
+from sidkit.ranking import dtn as _dtn  # noqa: E402, F401  registers "dtn"; last, as dtn imports this module
