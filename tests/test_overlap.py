@@ -208,14 +208,17 @@ def test_empirical_matches_analytic_where_the_model_holds():
             assert emp == pytest.approx(ana, rel=0.05), (rho, emp, ana)
 
 
-def test_sparse_counter_matches_a_dense_confusion_matrix():
+@pytest.mark.parametrize("merge_every", [None, 1])
+def test_sparse_counter_matches_a_dense_confusion_matrix(monkeypatch, merge_every):
+    if merge_every is not None:  # merge the pending pairs after every chunk
+        monkeypatch.setattr(_ConfusionCounter, "_MIN_MERGE", merge_every)
     rng = np.random.default_rng(0)
     n, samples, symbols = 400, 5, 7
     source = rng.integers(0, symbols, n)
     target = np.where(rng.random((samples, n)) < 0.6, source[None, :], rng.integers(0, symbols + 3, (samples, n)))
     counter = _ConfusionCounter(source, samples)
-    for start in range(0, n, 150):  # in chunks, as the sweep feeds it
-        counter.add(start, source[start:start + 150], target[:, start:start + 150])
+    for start in range(0, n, 50):  # in chunks, as the sweep feeds it
+        counter.add(start, source[start:start + 50], target[:, start:start + 50])
     overlap, flip_rate, pi = counter.finalize()
     counts = np.zeros((symbols, symbols + 3))
     np.add.at(counts, (np.broadcast_to(source, target.shape).ravel(), target.ravel()), 1)

@@ -289,10 +289,10 @@ def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_
     for start in range(0, n, rows):
         stop = min(n, start + rows)
         block = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32)).to(tokenizer.device)
-        repeated = block.repeat(samples, 1)  # row s * B + i is draw s of item start + i
-        noise = torch.randn(repeated.shape, generator=generator, device=tokenizer.device)
+        noise = torch.randn((samples, *block.shape), generator=generator, device=tokenizer.device)
         for rho_index, rho in enumerate(rho_values):
-            perturbed = torch.add(repeated, noise, alpha=rho * scale)
+            # Row s * B + i is draw s of item start + i; one broadcast pass, no repeated copy of the block.
+            perturbed = torch.add(block, noise, alpha=rho * scale).reshape(-1, block.shape[1])
             moved = SemanticIds(tokenizer.encode(perturbed).codes, original.sizes)
             for set_index, (kind, index) in enumerate(symbol_sets):
                 source = item_keys[set_index][start:stop]
@@ -404,18 +404,20 @@ class _ConfusionCounter:
     """Sparse confusion counts of one symbol set at one noise level.
 
     Built on the items' (N,) symbol keys; keeps the number of unchanged draws per symbol and the
-    (source, target) pairs of the draws whose symbol changed, merged as they accumulate.
+    (source, target) pairs of the draws whose symbol changed. Chunks' pairs wait in a list and are
+    merged when they outgrow the merged table, so merging costs O(P log P) in all.
     """
 
-    _MERGE_ROWS = 1 << 22
+    _MIN_MERGE = 1 << 22
 
     def __init__(self, item_keys: np.ndarray, samples: int) -> None:
         self.samples = samples
         self.symbols, inverse, self.counts = np.unique(item_keys, return_inverse=True, return_counts=True)
         self.symbol_of = inverse.reshape(-1)  # (N,) each item's index into symbols
         self.stays = np.zeros(len(self.symbols))  # unchanged draws per symbol
-        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending = 0
+        self._merged: _Pairs | None = None
+        self._pending: list[_Pairs] = []
+        self._pending_rows = 0
 
     def add(self, start: int, source: np.ndarray, target: np.ndarray) -> None:
         """``source`` (B,) symbols of items start..start+B-1, ``target`` (S, B) their perturbed symbols."""
@@ -425,20 +427,21 @@ class _ConfusionCounter:
         moved = ~same
         if moved.any():
             src = np.broadcast_to(source[None, :], target.shape)[moved]
-            self._pairs.append(_count_pairs(src, target[moved]))
-            self._pending += len(self._pairs[-1][0])
-            if self._pending > self._MERGE_ROWS and len(self._pairs) > 1:
-                self._pairs = [_merge_pairs(self._pairs)]
-                self._pending = len(self._pairs[0][0])
+            pairs = _count_pairs(src, target[moved])
+            self._pending.append(pairs)
+            self._pending_rows += len(pairs[0])
+            if self._pending_rows > max(self._MIN_MERGE, 0 if self._merged is None else len(self._merged[0])):
+                self._merge()
 
     def finalize(self) -> tuple[float, float, np.ndarray]:
         """(O_pi, flip rate, usage pi over the distinct item symbols)."""
+        self._merge()
         counts, samples = self.counts, self.samples
         n = int(counts.sum())
         # Column m collects sqrt(n_a c_am) over sources a; O_pi = sum_m col_m^2 / (S N^2).
         targets, values = [self.symbols], [np.sqrt(counts * self.stays)]
-        if self._pairs:
-            src, dst, pair_counts = _merge_pairs(self._pairs)
+        if self._merged is not None:
+            src, dst, pair_counts = self._merged
             source_counts = counts[np.searchsorted(self.symbols, src)]
             targets.append(dst)
             values.append(np.sqrt(source_counts * pair_counts.astype(np.float64)))
@@ -448,27 +451,36 @@ class _ConfusionCounter:
         flip_rate = 1.0 - float(self.stays.sum()) / (samples * n)
         return overlap, flip_rate, counts / n
 
+    def _merge(self) -> None:
+        parts = ([] if self._merged is None else [self._merged]) + self._pending
+        if len(parts) > 1:
+            self._merged = _count_pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                                        np.concatenate([p[2] for p in parts]))
+        elif parts:
+            self._merged = parts[0]
+        self._pending, self._pending_rows = [], 0
 
-def _count_pairs(source: np.ndarray, target: np.ndarray,
-                 weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (source, target) int64 pairs with their counts (summed ``weights``), sorted by pair."""
+
+_Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (source, target, count), sorted by (source, target)
+
+
+def _count_pairs(source: np.ndarray, target: np.ndarray, counts: np.ndarray | None = None) -> _Pairs:
+    """Distinct (source, target) int64 pairs with their number (or the sum of ``counts``), sorted."""
     span = int(max(source.max(), target.max())) + 1 if len(source) else 1
     if span <= _PAIR_SPAN_LIMIT:  # one int64 key per pair: a plain sort, far faster than unique(axis=0)
-        keys, inverse = np.unique(source * span + target, return_inverse=True)
-        first, second = keys // span, keys % span
+        keys = source * span + target
+        order = np.argsort(keys, kind="stable") if counts is not None else None
+        keys = keys[order] if order is not None else np.sort(keys)
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        unique = keys[starts]
+        first, second = unique // span, unique % span
+        summed = (np.add.reduceat(counts[order], starts) if counts is not None and order is not None
+                  else np.diff(np.r_[starts, len(keys)]))
     else:
         pairs, inverse = np.unique(np.stack([source, target], axis=1), axis=0, return_inverse=True)
         first, second = pairs[:, 0].copy(), pairs[:, 1].copy()
-    counts = np.bincount(inverse.reshape(-1), weights=weights, minlength=len(first))
-    return first, second, np.rint(counts).astype(np.int64)
-
-
-def _merge_pairs(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray,
-                                                                                    np.ndarray]:
-    if len(parts) == 1:
-        return parts[0]
-    return _count_pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                        np.concatenate([p[2] for p in parts]).astype(np.float64))
+        summed = np.bincount(inverse.reshape(-1), weights=counts, minlength=len(first))
+    return first, second, np.asarray(summed).astype(np.int64)
 
 
 def _symbol_sets(kinds: tuple[str, ...], levels: int) -> list[tuple[str, int]]:
