@@ -41,7 +41,7 @@ def rank(
     batch_size: Annotated[int, typer.Option(help="Training impressions per step.")] = 2048,
     learning_rate: Annotated[float, typer.Option(help="Adam step size.")] = 1e-3,
     embedding_dim: Annotated[int, typer.Option(help="Width of every embedding.")] = 32,
-    jobs: Annotated[int, typer.Option(help="Worker processes; seeds run in parallel.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Worker processes; feature x seed runs go in parallel.")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads per worker.")] = 1,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     device: Device = "cpu",

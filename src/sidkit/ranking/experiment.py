@@ -17,13 +17,15 @@ Feature names are those of :mod:`sidkit.features.representations` (``hash``, ``s
 the comparison is size-matched; a name may carry its own budget as ``name@rows`` (e.g.
 ``sid-spm@512``), which is then no longer size-matched and is reported as such.
 
-Seeds run in ``settings.jobs`` worker processes (one torch thread each), so a 5-seed table uses the
-cores of a small machine; results do not depend on ``jobs``.
+The feature x seed runs go to ``settings.jobs`` worker processes (``threads`` torch threads each);
+results do not depend on ``jobs``. Each finished run is appended to ``out_dir/runs.jsonl`` at once, so
+a long run cut short keeps its finished rows.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import json
 import multiprocessing
 import os
 import time
@@ -48,6 +50,8 @@ from sidkit.ranking.types import SLICES
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.md"
 REPORT_FILE = "report.html"
+#: One JSON line per finished run, written as runs finish (the final files are written at the end).
+PROGRESS_FILE = "runs.jsonl"
 DEFAULT_FEATURES: tuple[str, ...] = ("hash", "sid-unigram", "sid-bigram", "sid-prefix", "sid-spm", "dense",
                                      "hash+sid-prefix")
 BASELINE = "hash"
@@ -70,7 +74,7 @@ class RankSettings:
         epochs, batch_size, learning_rate, patience: training (early stopping on validation AUC).
         embedding_dim: width of every embedding.
         device: torch device.
-        jobs: worker processes (seeds run in parallel); 1 runs in this process.
+        jobs: worker processes (feature x seed runs in parallel); 1 runs in this process.
         threads: torch threads per worker process.
     """
 
@@ -391,7 +395,9 @@ def run_ranking(data_dir: str | os.PathLike[str], tokenizer: str | os.PathLike[s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     job = _SeedJob(str(data_dir), sids, settings)
-    seeds = _run_seeds(job, settings, say)
+    progress = out / PROGRESS_FILE
+    progress.unlink(missing_ok=True)
+    seeds = _run_seeds(job, settings, say, progress)
     infos = tuple(run.info for run in seeds[0].runs)
     experiment = RankingExperiment(Path(data_dir), "" if tokenizer is None else str(tokenizer), out, settings,
                                    len(x), int(x.shape[1]), tuple(sids.sizes) if sids else (), seeds, infos,
@@ -411,54 +417,83 @@ class _SeedJob:
     settings: RankSettings
 
 
-def _run_seeds(job: _SeedJob, settings: RankSettings, say: Callable[[str], None]) -> tuple[SeedResult, ...]:
-    seeds = list(range(settings.seeds))
-    if settings.jobs == 1 or len(seeds) == 1:
-        return tuple(run_seed(job, seed, log=say) for seed in seeds)
-    # spawn: a fresh interpreter per worker, never a fork of a process holding torch threads.
-    context = multiprocessing.get_context("spawn")
-    results: dict[int, SeedResult] = {}
-    with futures.ProcessPoolExecutor(max_workers=min(settings.jobs, len(seeds)), mp_context=context) as pool:
-        pending = {pool.submit(run_seed, job, seed): seed for seed in seeds}
-        for done in futures.as_completed(pending):
-            result = done.result()
-            results[result.seed] = result
-            say(f"seed {result.seed} done: " + ", ".join(
-                f"{run.feature} {_auc(run.metrics, 'click', 'all') or float('nan'):.3f}" for run in result.runs))
-    return tuple(results[seed] for seed in seeds)
+def _run_seeds(job: _SeedJob, settings: RankSettings, say: Callable[[str], None],
+               progress_file: Path | None = None) -> tuple[SeedResult, ...]:
+    """Every (seed, feature) run, in ``settings.jobs`` processes; each finished run is appended to
+    ``progress_file`` (JSON lines) at once, so a run cut short still leaves its finished rows."""
+    tasks = [(seed, index) for seed in range(settings.seeds) for index in range(len(settings.features))]
+    done: dict[tuple[int, int], tuple[RunResult, dict[str, Any]]] = {}
+
+    def finished(key: tuple[int, int], result: tuple[RunResult, dict[str, Any]]) -> None:
+        done[key] = result
+        run = result[0]
+        say(f"seed {run.seed} {run.feature}: click AUC all {_fmt(_auc(run.metrics, 'click', 'all'))} new "
+            f"{_fmt(_auc(run.metrics, 'click', 'new'))} ({run.train_seconds:.0f} s, best epoch {run.best_epoch}); "
+            f"{len(done)}/{len(tasks)} runs done")
+        if progress_file is not None:
+            with open(progress_file, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({**run.to_dict(), "info": asdict(run.info)}) + "\n")
+
+    if settings.jobs == 1 or len(tasks) == 1:
+        for seed, index in tasks:
+            finished((seed, index), run_one(job, seed, index))
+    else:
+        # spawn: a fresh interpreter per worker, never a fork of a process holding torch threads.
+        context = multiprocessing.get_context("spawn")
+        with futures.ProcessPoolExecutor(max_workers=min(settings.jobs, len(tasks)), mp_context=context) as pool:
+            pending = {pool.submit(run_one, job, seed, index): (seed, index) for seed, index in tasks}
+            for future in futures.as_completed(pending):
+                finished(pending[future], future.result())
+    return tuple(SeedResult(seed, done[(seed, 0)][1],
+                            tuple(done[(seed, index)][0] for index in range(len(settings.features))))
+                 for seed in range(settings.seeds))
 
 
-def run_seed(job: _SeedJob, seed: int, *, log: Callable[[str], None] | None = None) -> SeedResult:
-    """Build the ranking data and representations of one seed; train and test every feature set."""
-    import torch
+# Per worker process: the ranking data of the seeds it ran last (building it takes about a second).
+_DATA_CACHE: dict[tuple[str, int], tuple[Any, Any, np.ndarray]] = {}
+_DATA_CACHE_SIZE = 2
 
+
+def _seed_data(job: _SeedJob, seed: int) -> tuple[Any, Any, np.ndarray]:
+    """(dataset, RankingData, training impressions per item) of ``seed``, cached per process."""
     from sidkit.data.dataset import load_dataset
 
-    say = log or (lambda _line: None)
+    key = (job.data_dir, seed)
+    if key not in _DATA_CACHE:
+        s = job.settings
+        dataset = load_dataset(job.data_dir)
+        data = build_ranking_data(dataset, history=s.history, negatives=s.negatives, split=s.split,
+                                  item_holdout=s.item_holdout, seed=seed)
+        while len(_DATA_CACHE) >= _DATA_CACHE_SIZE:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = (dataset, data, training_item_counts(data))
+    return _DATA_CACHE[key]
+
+
+def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, Any]]:
+    """Train and test feature set ``index`` of the settings with ``seed``; also the seed's data summary.
+
+    The seed fixes the item hold-out, the negatives, the hashes, the initialization and the shuffling;
+    ``sid-spm`` learns its pieces from this seed's training items only.
+    """
+    import torch
+
     settings = job.settings
     torch.set_num_threads(settings.threads)
-    dataset = load_dataset(job.data_dir)
-    data = build_ranking_data(dataset, history=settings.history, negatives=settings.negatives,
-                              split=settings.split, item_holdout=settings.item_holdout, seed=seed)
-    counts = training_item_counts(data)
-    runs = []
-    for name, representation, own_budget in parse_features(settings.features):
-        budget = own_budget if own_budget is not None else settings.budget
-        rep = build_representation(representation, item_ids=dataset.catalog.item_ids, sids=job.sids,
-                                   embeddings=dataset.catalog.embeddings, budget=budget, train_items=counts,
-                                   seed=seed)
-        config = ModelConfig(embedding_dim=settings.embedding_dim, seed=seed)
-        model = build_model(settings.model, rep, data.num_user_embeddings, data.tasks, config)
-        result = train_model(model, data, TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
-                                                      learning_rate=settings.learning_rate,
-                                                      patience=settings.patience, seed=seed,
-                                                      device=settings.device, progress=False))
-        metrics = evaluate(data.test, predict(model, data.test))
-        info = _feature_info(name, representation, budget, rep, settings, model)
-        runs.append(RunResult(name, seed, metrics, result.best_epoch, len(result.history), result.seconds, info))
-        say(f"seed {seed} {name}: click AUC all {_fmt(_auc(metrics, 'click', 'all'))} new "
-            f"{_fmt(_auc(metrics, 'click', 'new'))} ({result.seconds:.0f} s, best epoch {result.best_epoch})")
-    return SeedResult(seed, ranking_summary(data), tuple(runs))
+    dataset, data, counts = _seed_data(job, seed)
+    name, representation, own_budget = parse_features(settings.features)[index]
+    budget = own_budget if own_budget is not None else settings.budget
+    rep = build_representation(representation, item_ids=dataset.catalog.item_ids, sids=job.sids,
+                               embeddings=dataset.catalog.embeddings, budget=budget, train_items=counts, seed=seed)
+    config = ModelConfig(embedding_dim=settings.embedding_dim, seed=seed)
+    model = build_model(settings.model, rep, data.num_user_embeddings, data.tasks, config)
+    result = train_model(model, data, TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
+                                                  learning_rate=settings.learning_rate, patience=settings.patience,
+                                                  seed=seed, device=settings.device, progress=False))
+    metrics = evaluate(data.test, predict(model, data.test))
+    info = _feature_info(name, representation, budget, rep, settings, model)
+    run = RunResult(name, seed, metrics, result.best_epoch, len(result.history), result.seconds, info)
+    return run, ranking_summary(data)
 
 
 def _feature_info(name: str, representation: str, budget: int | None, rep: ItemRepresentation,
@@ -574,3 +609,31 @@ def _description(experiment: RankingExperiment) -> str:
             f"{s.budget if s.budget is not None else 'natural'} rows per table; SIDs {sizes}; history {s.history}; "
             f"{s.negatives} negatives per engagement; {s.split} split; item hold-out {s.item_holdout:g}; "
             f"at most {s.epochs} epochs (patience {s.patience}); run took {experiment.seconds:.0f} s.")
+
+
+# ----- the demo ------------------------------------------------------------------------------------
+
+#: What ``make demo`` runs on ML-100K: one seed, three feature sets, two epochs (about two minutes on
+#: 2 CPU cores); the full table is in docs/ranking.md.
+DEMO_SETTINGS = RankSettings(features=("hash", "sid-prefix", "hash+sid-prefix"), seeds=1, budget=4096, negatives=2,
+                             epochs=2, learning_rate=3e-3)
+
+
+def quick_rank(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+               settings: RankSettings = DEMO_SETTINGS, *, levels: int = 3, codebook_size: int = 64,
+               log: Callable[[str], None] | None = None) -> RankingExperiment:
+    """Fit an RQ-KMeans tokenizer (``levels`` x ``codebook_size``) on the dataset's embeddings, save it to
+    ``out_dir/tokenizer``, and run :func:`run_ranking` with ``settings`` into ``out_dir``.
+
+    ``result.summary_rows()`` gives one row per feature set for a summary table.
+    """
+    from sidkit.data.dataset import load_dataset
+    from sidkit.tokenizers.rq_kmeans import RQKMeans
+
+    x = load_dataset(data_dir).catalog.embeddings
+    if x is None:
+        raise DataError(f"the dataset in {data_dir} has no embeddings.npy", where=str(data_dir),
+                        fix=f"run `sidkit embed --data {data_dir}` first")
+    model_dir = Path(out_dir) / "tokenizer"
+    RQKMeans(levels=levels, codebook_size=codebook_size).fit(x, seed=0).save(model_dir)
+    return run_ranking(data_dir, model_dir, out_dir, settings, log=log)
