@@ -12,7 +12,8 @@ import torch
 from sidkit.errors import ConfigError, DataError, NotFittedError
 from sidkit.tokenizers.base import load_tokenizer
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
-from sidkit.tokenizers.networks import Linear, squared_error
+from sidkit.tokenizers.linear import Linear, gemm_dtype
+from sidkit.tokenizers.networks import squared_error
 from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet, warn_if_collapsed
 from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network
 
@@ -63,6 +64,31 @@ def test_linear_layer_matches_torch_in_values_and_gradients():
     torch.testing.assert_close(x.grad, x_ref.grad)
     torch.testing.assert_close(ours.weight.grad, reference.weight.grad)
     torch.testing.assert_close(ours.bias.grad, reference.bias.grad)
+
+
+def test_bfloat16_gemms_stay_close_to_float32_and_keep_float32_gradients():
+    torch.manual_seed(1)
+    layer = Linear(32, 16)
+    x = torch.randn(64, 32, requires_grad=True)
+    exact = layer(x)
+    exact.square().sum().backward()
+    grads = x.grad.clone(), layer.weight.grad.clone()
+    x.grad = layer.weight.grad = layer.bias.grad = None
+    with gemm_dtype(torch.bfloat16):
+        low = layer(x)
+    low.square().sum().backward()
+    assert low.dtype == torch.float32 and layer.weight.grad.dtype == torch.float32
+    torch.testing.assert_close(low, exact, rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(x.grad, grads[0], rtol=5e-2, atol=0.2)
+    torch.testing.assert_close(layer.weight.grad, grads[1], rtol=5e-2, atol=0.5)
+
+
+def test_bfloat16_training_option_is_saved(clusters, tmp_path):
+    tokenizer = RQVAE(2, 8, bfloat16=True, **TINY).fit(clusters, seed=0)
+    assert tokenizer.get_config()["bfloat16"] is True
+    tokenizer.save(tmp_path / "m")
+    np.testing.assert_array_equal(load_tokenizer(tmp_path / "m").encode(clusters).codes,
+                                  tokenizer.encode(clusters).codes)
 
 
 def test_reconstruction_loss_sums_over_dimensions_and_averages_over_the_batch():

@@ -34,15 +34,15 @@ class NeuralTokenizer(Tokenizer):
         levels, codebook_size: L levels of K codes (one int, or one per level).
         latent_dim: Q, the dimension of the latent (quantization) space.
         hidden_dims: widths of the encoder's hidden layers; the decoder mirrors them.
-        epochs, batch_size, learning_rate, weight_decay, validation_share, patience: training, see
-            :class:`sidkit.tokenizers.training.TrainConfig`.
+        epochs, batch_size, learning_rate, weight_decay, validation_share, patience, bfloat16:
+            training, see :class:`sidkit.tokenizers.training.TrainConfig`.
         progress: show a progress bar (None: when stderr is a terminal).
     """
 
     def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
                  hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
-                 patience: int | None = 10, progress: bool | None = None) -> None:
+                 patience: int | None = 10, bfloat16: bool = False, progress: bool | None = None) -> None:
         super().__init__()
         self._sizes = _level_sizes(levels, codebook_size)
         self.latent_dim = _positive_int(latent_dim, "latent_dim")
@@ -51,7 +51,7 @@ class NeuralTokenizer(Tokenizer):
         self.hidden_dims = tuple(_positive_int(width, "hidden_dims") for width in hidden_dims)
         self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                         weight_decay=weight_decay, validation_share=validation_share,
-                                        patience=patience)
+                                        patience=patience, bfloat16=bfloat16)
         self.progress = progress
         self.net: nn.Module | None = None
         self.history: TrainingHistory | None = None
@@ -66,7 +66,7 @@ class NeuralTokenizer(Tokenizer):
         return {"levels": len(self._sizes), "codebook_size": list(self._sizes), "latent_dim": self.latent_dim,
                 "hidden_dims": list(self.hidden_dims), "epochs": c.epochs, "batch_size": c.batch_size,
                 "learning_rate": c.learning_rate, "weight_decay": c.weight_decay,
-                "validation_share": c.validation_share, "patience": c.patience}
+                "validation_share": c.validation_share, "patience": c.patience, "bfloat16": c.bfloat16}
 
     @abstractmethod
     def _build_net(self, dim: int) -> nn.Module:

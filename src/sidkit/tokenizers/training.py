@@ -24,6 +24,7 @@ import torch
 from sidkit.errors import ConfigError, SidkitError
 from sidkit.progress import make_progress, progress_enabled
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
+from sidkit.tokenizers.linear import gemm_dtype
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class TrainConfig:
         patience: stop after this many epochs without a validation loss lower than the best by
             more than ``min_delta`` (relative); None never stops early.
         min_delta: relative improvement that counts.
+        bfloat16: run the MLP GEMMs of the training steps in bfloat16 (float32 accumulation, weights,
+            optimizer, quantizer and losses; validation and encoding stay float32). About 1.7x faster
+            steps where bfloat16 is native (:func:`sidkit.tokenizers.linear.fast_bfloat16`), slower
+            where it is emulated.
     """
 
     epochs: int = 100
@@ -48,6 +53,7 @@ class TrainConfig:
     validation_share: float = 0.1
     patience: int | None = 10
     min_delta: float = 1e-4
+    bfloat16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -65,6 +71,8 @@ class TrainConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not (lower_ok and value < high):
                 raise ConfigError(f"{name} must be a number in {'(' if name == 'learning_rate' else '['}"
                                   f"{low}, {high}), got {value!r}", where=name)
+        if not isinstance(self.bfloat16, bool):
+            raise ConfigError(f"bfloat16 must be True or False, got {self.bfloat16!r}", where="bfloat16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +126,7 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=config.weight_decay, fused=x.device.type in ("cpu", "cuda"))
     steps = math.ceil(len(train_rows) / config.batch_size)
+    precision = torch.bfloat16 if config.bfloat16 else torch.float32
     records: list[EpochRecord] = []
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     stopped_early = False
@@ -129,8 +138,9 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
             counts = [torch.zeros(k, dtype=torch.int64, device=x.device) for k in codebook_sizes]
             perm = train_rows[torch.randperm(len(train_rows), generator=order_gen)].to(x.device)
             for step in range(steps):
-                out = net.training_loss(x[perm[step * config.batch_size:(step + 1) * config.batch_size]],
-                                        net_gen)
+                with gemm_dtype(precision):
+                    out = net.training_loss(x[perm[step * config.batch_size:(step + 1) * config.batch_size]],
+                                            net_gen)
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 optimizer.step()
