@@ -7,7 +7,7 @@ here registers its commands on the shared ``app`` when imported.
 
 from __future__ import annotations
 
-from sidkit.cli import compare, data, rank, tokens  # noqa: F401  (register commands)
+from sidkit.cli import compare, data, rank, scale, tokens  # noqa: F401  (register commands)
 from sidkit.cli.app import app, err_console
 from sidkit.errors import SidkitError
 

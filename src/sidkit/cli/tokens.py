@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from sidkit.cli.app import Device, app, console
+from sidkit.cli.scale import Backend, RayActors, RayAddress, diagnose_result, encode_command
 from sidkit.errors import SidkitError
 from sidkit.ids import SemanticIds
 
@@ -78,24 +79,21 @@ def encode(
     data: OptionalData = None,
     batch_size: Annotated[int, typer.Option(help="Rows per encode batch.")] = 65_536,
     device: Device = "cpu",
+    backend: Backend = "local",
+    address: RayAddress = None,
+    actors: RayActors = None,
 ) -> None:
     """Encode embeddings into Semantic IDs with a fitted tokenizer.
 
+    The input is read and the codes written chunk by chunk (bounded memory, any size); --embeddings
+    may also be a directory of parquet files. With `--backend ray`, --out is a directory of parquet files.
+
     Example: `sidkit encode --model models/rqk --data data/ml-100k --out codes.parquet`
+
+    On Ray: `sidkit encode --model models/rqk --embeddings emb/ --out codes/ --backend ray --address auto`
     """
-    from sidkit.tokenizers.base import load_tokenizer
-
-    if out.suffix.lower() not in (".npy", ".parquet"):
-        raise SidkitError(f"unsupported output type '{out.suffix}'", where="--out", fix="use .npy or .parquet")
-    tokenizer = load_tokenizer(model, device=device)
-    ids = tokenizer.encode(_embeddings_from(embeddings, data), batch_size=batch_size)
-    item_ids = None
-    if data is not None:
-        from sidkit.data.dataset import load_dataset
-
-        item_ids = load_dataset(data, embeddings=False).catalog.item_ids
-    _write_codes(ids, out, item_ids)
-    console.print(f"wrote {len(ids):,} Semantic IDs ({ids.levels} levels) to {out}")
+    encode_command(model, out, embeddings, data, batch_size=batch_size, device=device, backend=backend,
+                   address=address, actors=actors)
 
 
 @app.command("diagnose")
@@ -105,16 +103,14 @@ def diagnose(
     data: OptionalData = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
     device: Device = "cpu",
+    backend: Backend = "local",
+    address: RayAddress = None,
 ) -> None:
-    """Code usage per level, SID collisions and reconstruction of a fitted tokenizer.
+    """Code usage per level, SID collisions and reconstruction of a fitted tokenizer (streamed, any size).
 
     Example: `sidkit diagnose --model models/rqk --data data/ml-100k --json diagnostics.json`
     """
-    from sidkit.diagnostics.basic import basic_diagnostics
-    from sidkit.tokenizers.base import load_tokenizer
-
-    tokenizer = load_tokenizer(model, device=device)
-    result = basic_diagnostics(tokenizer, _embeddings_from(embeddings, data))
+    result = diagnose_result(model, embeddings, data, device=device, backend=backend, address=address)
     levels = Table(title=f"code usage ({result.usage.num_items:,} items)")
     for column in ("level", "size", "active", "dead", "perplexity", "entropy ratio", "gini"):
         levels.add_column(column, justify="right")

@@ -1,0 +1,82 @@
+"""The Ray backend gives the local path's codes and metrics; without Ray, a clear error.
+
+The tests that run Ray start one local instance (2 CPUs) for the module and stop it afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sidkit.backends import ray_backend
+from sidkit.errors import ConfigError
+from sidkit.ids import SemanticIds
+from sidkit.stream.metrics import stream_diagnose
+from sidkit.tokenizers.rq_kmeans import RQKMeans
+
+
+def test_a_missing_ray_says_how_to_install_it(monkeypatch):
+    real = importlib.import_module
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ray_backend.importlib, "import_module", no_ray)
+    with pytest.raises(ConfigError, match=r"pip install 'sidkit\[ray\]'"):
+        ray_backend.require_ray()
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'sidkit[ray]' to test the Ray backend")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'ray[data]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 3-file parquet dataset with ids, the same rows as .npy, and a fitted model."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6000, 16)).astype(np.float32)
+    root = tmp_path_factory.mktemp("ray")
+    (root / "parts").mkdir()
+    for part, rows in enumerate(np.array_split(np.arange(len(x)), 3)):
+        table = pa.table({"item_id": rows.astype(np.int64), "embedding": list(x[rows])})
+        pq.write_table(table, root / "parts" / f"part-{part}.parquet")
+    np.save(root / "x.npy", x)
+    tokenizer = RQKMeans(3, 16, refine_passes=0).fit(x, seed=0)
+    tokenizer.save(root / "model")
+    return root, x, tokenizer
+
+
+@pytest.mark.slow  # about a minute: each call starts its tokenizer actors (a torch import each)
+def test_ray_encode_and_diagnose_equal_local(ray_local, small):
+    root, x, tokenizer = small
+    options = ray_backend.RayOptions(batch_rows=1000, actors=2)
+    expected = tokenizer.encode(x)
+
+    result = ray_backend.ray_encode(root / "model", root / "parts", root / "codes_pq", options)
+    assert result.num_items == len(x) and result.levels == 3
+    table = pq.read_table(root / "codes_pq").sort_by("item_id")
+    assert table.column("item_id").to_numpy().tolist() == list(range(len(x)))
+    assert SemanticIds.from_table(table, expected.sizes).equals(expected)
+    assert table.column("sid").to_pylist() == expected.to_strings()
+
+    ray_backend.ray_encode(root / "model", root / "x.npy", root / "codes_npy", options)
+    table = pq.read_table(root / "codes_npy").sort_by("row")
+    assert SemanticIds.from_table(table, expected.sizes).equals(expected)
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary directory left
+
+    got = ray_backend.ray_diagnose(root / "model", root / "parts", options)
+    local = stream_diagnose(tokenizer, root / "x.npy")
+    assert got.usage == local.usage
+    for name in ("mse", "relative_error", "cosine"):
+        assert getattr(got.reconstruction, name) == pytest.approx(getattr(local.reconstruction, name), rel=1e-12)
