@@ -12,6 +12,7 @@ update its own state (EMA codebooks, dead-code resets), in ``eval()`` mode it mu
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from sidkit import distributed
 from sidkit.errors import ConfigError, SidkitError
 from sidkit.progress import make_progress, progress_enabled
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
@@ -120,8 +122,10 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     order_gen = torch.Generator().manual_seed(seed)
     net_gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
     train_rows, val_rows = split_rows(n, config.validation_share, order_gen)
+    parallel = distributed.context()  # under torchrun: data-parallel (see sidkit.distributed)
     if initialize is not None:
-        initialize(train_rows)
+        parallel.run_on_main(functools.partial(initialize, train_rows))  # k-means once, on rank 0
+    parallel.broadcast_module(net)
     # Fused AdamW: one kernel for all parameters instead of about ten small ops each (10% of a CPU step).
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=config.weight_decay, fused=x.device.type in ("cpu", "cuda"))
@@ -130,7 +134,7 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     records: list[EpochRecord] = []
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     stopped_early = False
-    with _Bar(progress, description, config.epochs * steps) as bar:
+    with _Bar(progress if parallel.is_main else False, description, config.epochs * steps) as bar:
         for epoch in range(config.epochs):
             started = time.perf_counter()
             net.train()
@@ -138,17 +142,22 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
             counts = [torch.zeros(k, dtype=torch.int64, device=x.device) for k in codebook_sizes]
             perm = train_rows[torch.randperm(len(train_rows), generator=order_gen)].to(x.device)
             for step in range(steps):
+                batch = perm[step * config.batch_size:(step + 1) * config.batch_size]
+                local, share = parallel.shard(batch)
                 with gemm_dtype(precision):
-                    out = net.training_loss(x[perm[step * config.batch_size:(step + 1) * config.batch_size]],
-                                            net_gen)
+                    out = net.training_loss(x[local], net_gen)
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
+                parallel.average_gradients(net.parameters(), share, len(batch))
                 optimizer.step()
-                _accumulate(sums, {"loss": out.loss, **out.parts})
+                parallel.broadcast_module(net, buffers_only=True)
+                _accumulate(sums, {"loss": out.loss, **out.parts}, share / len(batch))
                 if out.codes is not None:
                     for level, level_counts in enumerate(counts):
                         level_counts += torch.bincount(out.codes[:, level], minlength=level_counts.numel())
                 bar.advance()
+            sums = {name: parallel.sum(total) for name, total in sums.items()}
+            counts = [parallel.sum(level_counts) for level_counts in counts]
             train_parts = {name: float(total) / steps for name, total in sums.items()}
             _check_finite(train_parts["loss"], epoch)
             val_loss = validation_loss(net, x, val_rows, config.batch_size, net_gen) if len(val_rows) else None
@@ -207,9 +216,9 @@ def perplexity(counts: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def _accumulate(sums: dict[str, torch.Tensor], parts: Mapping[str, torch.Tensor]) -> None:
+def _accumulate(sums: dict[str, torch.Tensor], parts: Mapping[str, torch.Tensor], weight: float = 1.0) -> None:
     for name, value in parts.items():
-        value = value.detach().double()
+        value = value.detach().double() * weight
         sums[name] = sums[name] + value if name in sums else value
 
 

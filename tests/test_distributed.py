@@ -1,0 +1,99 @@
+"""Data-parallel training: a 2-process torchrun run of RQ-VAE matches the single-process run.
+
+The global batch is split between the ranks and gradients are averaged by rows, so the two runs
+take the same steps up to float summation order; k-means initialization runs on rank 0 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from sidkit.distributed import DistributedContext, context
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from sidkit import distributed
+
+    parallel = distributed.init_from_env()
+    from sidkit.tokenizers.rq_vae import RQVAE
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(12, 16))
+    x = (centers[rng.integers(0, 12, 600)] + 0.3 * rng.normal(size=(600, 16))).astype(np.float32)
+    tokenizer = RQVAE(levels=2, codebook_size=8, latent_dim=4, hidden_dims=(16,), epochs=4, batch_size=70,
+                      patience=None, progress=False)
+    tokenizer.fit(x, seed=3)
+    weights = torch.cat([v.float().reshape(-1) for v in tokenizer.net.state_dict().values()])
+    result = {"world": parallel.world_size, "rank": parallel.rank,
+              "train": [epoch.train["loss"] for epoch in tokenizer.history.epochs],
+              "validation": [epoch.validation for epoch in tokenizer.history.epochs],
+              "perplexity": [list(epoch.perplexity) for epoch in tokenizer.history.epochs],
+              "weights": weights.tolist()}
+    with open(f"{sys.argv[1]}.{parallel.rank}.json", "w") as handle:
+        json.dump(result, handle)
+    distributed.shutdown()
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run(command: list[str], tmp_path) -> None:
+    env = {**os.environ, "SIDKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_process_rq_vae_matches_one_process(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    _run([sys.executable, str(script), str(tmp_path / "single")], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+          "--master_port", str(_free_port()), str(script), str(tmp_path / "ddp")], tmp_path)
+    single = json.loads((tmp_path / "single.0.json").read_text())
+    ranks = [json.loads((tmp_path / f"ddp.{rank}.json").read_text()) for rank in (0, 1)]
+    assert single["world"] == 1 and [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["weights"] == ranks[1]["weights"]  # the ranks stayed in step
+    assert ranks[0]["train"] == ranks[1]["train"] and ranks[0]["perplexity"] == ranks[1]["perplexity"]
+    np.testing.assert_allclose(ranks[0]["train"], single["train"], rtol=1e-3)
+    np.testing.assert_allclose(ranks[0]["validation"], single["validation"], rtol=1e-3)
+    np.testing.assert_allclose(ranks[0]["perplexity"], single["perplexity"], rtol=1e-3)
+
+
+def test_without_torchrun_everything_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    single = context()
+    assert single == DistributedContext() and single.is_main and not single.enabled
+    rows = torch.arange(5)
+    local, share = single.shard(rows)
+    assert local is rows and share == 5
+    assert single.run_on_main(lambda: 7) == 7
+    assert torch.equal(single.sum(torch.ones(3)), torch.ones(3))
+
+
+def test_shards_cover_a_batch_and_rank_zero_never_starves():
+    rows = torch.arange(7)
+    shards = [DistributedContext(rank, 3, rank, "gloo").shard(rows) for rank in range(3)]
+    assert torch.equal(torch.cat([local for local, _ in shards]), rows)
+    assert [share for _, share in shards] == [3, 2, 2]
+    tiny = [DistributedContext(rank, 3, rank, "gloo").shard(torch.arange(1)) for rank in range(3)]
+    assert [share for _, share in tiny] == [1, 0, 0] and all(len(local) == 1 for local, _ in tiny)
