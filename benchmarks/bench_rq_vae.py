@@ -1,0 +1,134 @@
+"""RQ-VAE training speed: sidkit's RQVAE vs semantic-id's RQVAE, seconds per epoch, same everything.
+
+Same architecture (D -> 512 -> 256 -> 128 -> 32, mirrored decoder, L levels x K codes, beta 0.25),
+same data, same batch size, AdamW, CPU, one torch thread each (``--threads``). What differs is each
+library's own loop: semantic-id batches through a DataLoader over a TensorDataset; sidkit slices one
+tensor by a seeded permutation, finds nearest codewords with one GEMM per level, and runs its MLP
+GEMMs on oneDNN. sidkit is timed twice: in float32, and with ``bfloat16=True`` (the MLP GEMMs of
+training steps in bfloat16, float32 everywhere else).
+
+The measure is CPU time per epoch, (CPU(fit with 1 + E epochs) - CPU(fit with 1 epoch)) / E, so model
+set-up and codebook initialization cancel out. CPU time, not wall time: the development machine has
+2 cores shared with other jobs, and wall time there measures the neighbours (the same run gave 0.1 or
+0.6 s per epoch); a one-thread process's CPU time is the work itself. Runs alternate, ``--repeats``
+times each, and the medians are compared.
+
+    .venv/bin/python benchmarks/bench_rq_vae.py                       # ML-100K and synthetic 100k
+    .venv/bin/python benchmarks/bench_rq_vae.py --datasets ml-100k --epochs 5 --repeats 3
+
+Needs ``pip install semantic-id`` (install it with --no-deps if pip would change torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from sidkit.tokenizers.rq_vae import RQVAE
+
+HIDDEN, LATENT = (512, 256, 128), 32
+
+
+def movielens() -> np.ndarray:
+    """(1682, 384) MiniLM embeddings of the ML-100K movie texts (cached on disk after the first run)."""
+    from sidkit.data.movielens import load_movielens_100k
+    from sidkit.embed import embed_texts
+
+    return embed_texts(list(load_movielens_100k().catalog.text))
+
+
+def synthetic() -> np.ndarray:
+    """(100000, 64) embeddings of sidkit's synthetic catalog (seed 0)."""
+    from sidkit.data.synthetic import SyntheticConfig, generate_synthetic
+
+    return generate_synthetic(SyntheticConfig(items=100_000, users=1_000, interactions=10_000),
+                              progress=False).catalog.embeddings
+
+
+DATASETS: dict[str, tuple[Callable[[], np.ndarray], int, int]] = {
+    # name: (loader, codes per level, batch size)
+    "ml-100k": (movielens, 64, 256),
+    "synthetic-100k": (synthetic, 256, 1024),
+}
+
+
+def cpu_seconds(run: Callable[[], object]) -> float:
+    """CPU seconds ``run()`` takes in this process (all its threads)."""
+    started = time.process_time()
+    run()
+    return time.process_time() - started
+
+
+def per_epoch(fit: Callable[[int], object], epochs: int) -> float:
+    """(cost of fit(1 + epochs) - cost of fit(1)) / epochs: set-up and initialization cancel out."""
+    return (cpu_seconds(lambda: fit(1 + epochs)) - cpu_seconds(lambda: fit(1))) / epochs
+
+
+def sidkit_fit(x: np.ndarray, levels: int, codes: int, batch: int, *,
+               bfloat16: bool = False) -> Callable[[int], object]:
+    def fit(epochs: int) -> object:
+        model = RQVAE(levels, codes, latent_dim=LATENT, hidden_dims=HIDDEN, epochs=epochs, batch_size=batch,
+                      validation_share=0.0, patience=None, bfloat16=bfloat16, progress=False)
+        with warnings.catch_warnings():  # a few epochs do not leave the early collapse: no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return model.fit(x, seed=0)
+
+    return fit
+
+
+def semantic_id_fit(x: np.ndarray, levels: int, codes: int, batch: int) -> Callable[[int], object]:
+    from semantic_id.algorithms.rq_vae import RQVAE as PeerRQVAE
+
+    def fit(epochs: int) -> object:
+        model = PeerRQVAE(in_dim=x.shape[1], num_emb_list=[codes] * levels, e_dim=LATENT, layers=list(HIDDEN),
+                          beta=0.25, batch_size=batch, epochs=epochs, lr=1e-3, device="cpu")
+        return model.fit(x)
+
+    return fit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--levels", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs per timed run")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each library")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        import semantic_id  # noqa: F401
+    except ImportError:
+        print("semantic-id is not installed: pip install semantic-id", file=sys.stderr)
+        return 1
+    print(f"command: .venv/bin/python benchmarks/bench_rq_vae.py --datasets {' '.join(args.datasets)} "
+          f"--levels {args.levels} --epochs {args.epochs} --repeats {args.repeats}"
+          f" --threads {args.threads}")
+    print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    print("| data | items x dim | L x K | batch | sidkit CPU s/epoch | sidkit bfloat16 | semantic-id CPU s/epoch "
+          "| ratio | ratio bfloat16 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.datasets:
+        loader, codes, batch = DATASETS[name]
+        x = np.ascontiguousarray(loader(), dtype=np.float32)
+        ours, ours_bf16, theirs = [], [], []
+        for _ in range(args.repeats):
+            ours.append(per_epoch(sidkit_fit(x, args.levels, codes, batch), args.epochs))
+            ours_bf16.append(per_epoch(sidkit_fit(x, args.levels, codes, batch, bfloat16=True), args.epochs))
+            theirs.append(per_epoch(semantic_id_fit(x, args.levels, codes, batch), args.epochs))
+        a, a16, b = statistics.median(ours), statistics.median(ours_bf16), statistics.median(theirs)
+        print(f"| {name} | {x.shape[0]:,} x {x.shape[1]} | {args.levels} x {codes} | {batch} | {a:.3f} | {a16:.3f} | "
+              f"{b:.3f} | {a / b:.2f} | {a16 / b:.2f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
