@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import TaskID
 
+from sidkit import distributed
 from sidkit.errors import ConfigError, DataError
 from sidkit.progress import make_progress, progress_enabled
 from sidkit.ranking.metrics import roc_auc
@@ -283,6 +284,8 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
     # The fused kernel updates all parameters in a few calls instead of several ops per tensor.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                  fused=device.type in ("cpu", "cuda"))
+    parallel = distributed.context()  # under torchrun: data-parallel (see sidkit.distributed)
+    parallel.broadcast_module(model)
 
     rows, batch = len(train), config.batch_size
     steps = math.ceil(rows / batch)
@@ -290,7 +293,7 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
     best_score, best_epoch, best_state = -math.inf, 0, None
     since_best = 0
     started = time.perf_counter()
-    with _Bar(progress_enabled(config.progress), config.epochs * steps) as bar:
+    with _Bar(progress_enabled(config.progress) and parallel.is_main, config.epochs * steps) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
@@ -299,22 +302,28 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
             seen = 0
             for step, start in enumerate(range(0, rows, batch)):
                 index = order[start:start + batch]
-                if index.numel() < 2 and rows > 1:
+                if index.numel() < 2 * parallel.world_size and rows > 1:
                     bar.advance()
-                    continue  # a last batch of one row would break batch norm
+                    continue  # a last batch of one row (per rank) would break batch norm
+                global_rows = index.numel()
+                index, share = parallel.shard(index)
                 logits = model(train.item[index], train.user_features[index], train.history[index])
                 task_losses = F.binary_cross_entropy_with_logits(logits, train.labels[index],
                                                                  reduction="none").mean(dim=0)
                 loss = (task_losses * weights).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                parallel.average_gradients(model.parameters(), share, global_rows)
                 optimizer.step()
+                parallel.broadcast_module(model, buffers_only=True)
                 loss_sum += task_losses.detach() * index.numel()
                 seen += index.numel()
                 if bar.enabled and (step % 20 == 0 or step == steps - 1):
                     bar.note(f"epoch {epoch} loss {float(loss.detach()):.4f}")
                 bar.advance()
             seconds = time.perf_counter() - epoch_start
+            loss_sum = parallel.sum(loss_sum)
+            seen = int(parallel.sum(torch.tensor(seen, device=device)))
             task_loss = (loss_sum / max(seen, 1)).cpu()
             valid_auc, valid_loss = _evaluate(model, valid, config.eval_batch_size, epoch)
             mean_auc = _mean_auc(valid_auc)
