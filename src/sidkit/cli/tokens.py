@@ -47,6 +47,7 @@ def fit(
 
     Neural: `sidkit fit --method drq-vae-cl --codebook-size 64 --epochs 300 --data data/ml-100k --out models/drq-cl`
     """
+    from sidkit.distributed import init_from_env
     from sidkit.tokenizers.factory import make_tokenizer
 
     options: dict[str, object] = {}
@@ -62,9 +63,12 @@ def fit(
     tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, **options, **neural)
     fit_options = {"pairs": _train_pairs(method, data)} if method.strip().lower().endswith("-cl") else {}
     x = _embeddings_from(embeddings, data)
+    parallel = init_from_env()  # under torchrun: join the job first, so "cuda" means this rank's GPU
     started = time.perf_counter()
     tokenizer.fit(x, device=device, seed=seed, **fit_options)
     seconds = time.perf_counter() - started
+    if not parallel.is_main:  # every rank holds the same model; rank 0 saves it
+        return
     tokenizer.save(out)
     console.print(f"fitted {method} ({levels} x {codebook_size}) on {len(x):,} x {x.shape[1]} embeddings "
                   f"in {seconds:.1f} s; saved to {out}")
