@@ -128,3 +128,12 @@ def test_sid_features_need_a_tokenizer(tiny, tmp_path):
     data, _, _ = tiny
     with pytest.raises(ConfigError, match="--tokenizer"):
         run_ranking(data, None, tmp_path / "out", FAST)
+
+
+def test_runs_are_logged_as_they_finish_and_can_be_reassembled(experiment, tiny):
+    from sidkit.ranking.experiment import PROGRESS_FILE, experiment_from_runs, markdown_summary
+
+    data, tok, root = tiny
+    assert len((root / "out" / PROGRESS_FILE).read_text().splitlines()) == len(FAST.features) * FAST.seeds
+    again = experiment_from_runs(data, tok, root / "out", FAST)
+    assert markdown_summary(again).split("|")[1:40] == markdown_summary(experiment).split("|")[1:40]

@@ -637,3 +637,59 @@ def quick_rank(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     model_dir = Path(out_dir) / "tokenizer"
     RQKMeans(levels=levels, codebook_size=codebook_size).fit(x, seed=0).save(model_dir)
     return run_ranking(data_dir, model_dir, out_dir, settings, log=log)
+
+
+# ----- finished runs of an interrupted experiment ----------------------------------------------------
+
+
+def read_runs(path: str | os.PathLike[str]) -> list[RunResult]:
+    """The runs recorded in a ``runs.jsonl`` (one per finished feature x seed run)."""
+    from sidkit.ranking.metrics import SliceMetrics
+
+    runs = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        metrics = RankingMetrics(tuple(SliceMetrics(**row) for row in record["metrics"]))
+        runs.append(RunResult(record["feature"], int(record["seed"]), metrics, int(record["best_epoch"]),
+                              int(record["epochs_run"]), float(record["train_seconds"]),
+                              FeatureInfo(**record["info"])))
+    return runs
+
+
+def experiment_from_runs(data_dir: str | os.PathLike[str], tokenizer: str | os.PathLike[str],
+                         out_dir: str | os.PathLike[str], settings: RankSettings, *,
+                         complete_seeds_only: bool = True) -> RankingExperiment:
+    """A :class:`RankingExperiment` from ``out_dir/runs.jsonl`` of a run that was cut short.
+
+    Only seeds with every feature set finished are kept (unless ``complete_seeds_only`` is False, when
+    each feature set averages the seeds it has); the seeds' data summaries are rebuilt (cheap).
+    """
+    from sidkit.data.dataset import load_dataset
+
+    runs = read_runs(Path(out_dir) / PROGRESS_FILE)
+    names = [name for name, _, _ in parse_features(settings.features)]
+    by_seed: dict[int, dict[str, RunResult]] = {}
+    for run in runs:
+        by_seed.setdefault(run.seed, {})[run.feature] = run
+    seeds = sorted(seed for seed, got in by_seed.items() if not complete_seeds_only or set(names) <= set(got))
+    if not seeds:
+        raise DataError(f"no seed has every feature set finished in {Path(out_dir) / PROGRESS_FILE}",
+                        where=str(out_dir), fix="wait for a seed to finish, or pass complete_seeds_only=False")
+    dataset = load_dataset(data_dir)
+    results = []
+    infos: dict[str, FeatureInfo] = {}
+    for seed in seeds:
+        data = build_ranking_data(dataset, history=settings.history, negatives=settings.negatives,
+                                  split=settings.split, item_holdout=settings.item_holdout, seed=seed)
+        got = by_seed[seed]
+        results.append(SeedResult(seed, ranking_summary(data), tuple(got[name] for name in names if name in got)))
+        infos.update({name: got[name].info for name in names if name in got})
+    x = dataset.catalog.embeddings
+    assert x is not None
+    sizes = load_sids(tokenizer, np.ascontiguousarray(x, dtype=np.float32), dataset.catalog.item_ids).sizes
+    return RankingExperiment(Path(data_dir), str(tokenizer), Path(out_dir), replace(settings, seeds=len(seeds)),
+                             len(x), int(x.shape[1]), tuple(sizes), tuple(results),
+                             tuple(infos[name] for name in names if name in infos), 0.0,
+                             tasks=tuple(results[0].data["tasks"]))
