@@ -12,8 +12,15 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
+
+from sidkit.errors import ConfigError
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+except ImportError:  # pragma: no cover - depends on the installation
+    raise ConfigError("the HTML report needs matplotlib, which is not installed", where="sidkit.report",
+                      fix="pip install matplotlib, or run `sidkit compare --no-report`") from None
 from matplotlib.ticker import (
     FixedFormatter,
     FixedLocator,
