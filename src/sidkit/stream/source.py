@@ -155,6 +155,21 @@ class ParquetSource(EmbeddingSource):
         self._read_columns = [*self._columns, ITEM_ID] if has_ids else list(self._columns)
         super().__init__(path, num_rows, self._first_width(), has_item_ids=has_ids)
 
+    @property
+    def list_column(self) -> str | None:
+        """The list column holding the embeddings, or None when they are one float column per dimension."""
+        return self._list_column
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The embedding columns: ``[list_column]``, or one per dimension."""
+        return list(self._columns)
+
+    @property
+    def read_columns(self) -> list[str]:
+        """Every column a chunk reads: the embedding columns, then ``item_id`` when present."""
+        return list(self._read_columns)
+
     def _first_width(self) -> int:
         if self._list_column is None:
             return len(self._columns)
@@ -210,6 +225,14 @@ class DatasetSource(EmbeddingSource):
             raise DataError(f"{ITEMS_FILE} has {rows} items but {EMBEDDINGS_FILE} {self._embeddings.num_rows} rows",
                             where=str(directory), fix=f"re-run `sidkit embed --data {directory}`")
         super().__init__(directory, rows, self._embeddings.dim, has_item_ids=True)
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self._embeddings.path
+
+    @property
+    def items_path(self) -> Path:
+        return self._items
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
         ids = _column_chunks(self._ids, ITEM_ID, check_chunk_rows(chunk_rows))
