@@ -83,6 +83,7 @@ class GaussianVAE(nn.Module):
         return mean, log_var
 
     def sample(self, mean: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Reparameterized draw mean + exp(log_var / 2) * eps, eps ~ N(0, I) from ``generator``: (B, Q)."""
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        """Reparameterized draw mean + exp(log_var / 2) * eps, eps ~ N(0, I) from CPU ``generator``: (B, Q)."""
+        # Drawn on the CPU (``generator`` is a CPU generator): the same noise on every device.
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
         return mean + (0.5 * log_var).exp() * noise
