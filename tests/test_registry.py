@@ -188,3 +188,24 @@ def test_ids_from_a_parquet_source_and_string_ids(catalog, model, tmp_path):
     assert assign(path, model, open_embeddings(data), chunk_rows=7).added == 50
     found = lookup(path, ["i3", "nope"])
     assert list(found) == ["i3"] and len(found["i3"].codes) == 2
+
+
+def test_cli_assign_and_lookup(catalog, model, tmp_path, capsys):
+    from sidkit.cli import main
+    from sidkit.data.dataset import EMBEDDINGS_FILE, ITEMS_FILE
+
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"item_id": np.arange(100, 400), "text": ["t"] * 300}), data / ITEMS_FILE)
+    np.save(data / EMBEDDINGS_FILE, catalog[:300])
+    registry = tmp_path / "sids.sqlite"
+    assert main(["assign", "--model", str(model), "--registry", str(registry), "--data", str(data)]) == 0
+    assert "assigned 300 new items" in capsys.readouterr().out
+    assert main(["assign", "--model", str(model), "--registry", str(registry), "--data", str(data)]) == 0
+    assert "300 were registered already" in capsys.readouterr().out
+    expected = lookup(registry, [100, 399])
+    assert main(["lookup", "--registry", str(registry), "--json", "100", "399"]) == 0
+    printed = capsys.readouterr().out
+    assert expected[100].to_string() in printed and expected[399].to_string() in printed
+    assert main(["lookup", "--registry", str(registry), "100", "7"]) == 1
+    assert "not registered" in capsys.readouterr().out

@@ -177,3 +177,24 @@ def test_overlap_accumulators_merge(data):
     merged = halves[0].merge(halves[1]).finalize(0.1, 1.0)
     for a, b in zip(whole.levels + whole.depths, merged.levels + merged.depths, strict=True):
         assert b.stats.overlap == pytest.approx(a.stats.overlap, rel=1e-12) and a.flip_rate == b.flip_rate
+
+
+def test_cli_encode_streams_a_parquet_directory_and_diagnose_matches(data, parquet_dir, tmp_path, capsys):
+    import json
+
+    from sidkit.cli import main
+
+    x, tokenizer = data
+    tokenizer.save(tmp_path / "model")
+    out = tmp_path / "codes.parquet"
+    assert main(["encode", "--model", str(tmp_path / "model"), "--embeddings", str(parquet_dir),
+                 "--out", str(out), "--batch-size", "500"]) == 0
+    table = pq.read_table(out)
+    assert SemanticIds.from_table(table).equals(tokenizer.encode(x)) and table.num_rows == len(x)
+    assert main(["diagnose", "--model", str(tmp_path / "model"), "--embeddings", str(parquet_dir),
+                 "--json", str(tmp_path / "d.json")]) == 0
+    metrics = json.loads((tmp_path / "d.json").read_text())
+    assert metrics["sid"] == basic_diagnostics(tokenizer, x).to_dict()["sid"]
+    assert main(["encode", "--model", str(tmp_path / "model"), "--embeddings", str(parquet_dir),
+                 "--out", str(out), "--backend", "spark"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
