@@ -95,11 +95,12 @@ def run(args: argparse.Namespace) -> None:
                   + f" ({trained.seconds:.0f} s)", flush=True)
 
 
-def _fmt(values: list[float]) -> str:
+def _fmt(values: list[float], sign: str = "") -> str:
     ci = mean_ci(values)
     if ci.mean is None:
         return "n/a"
-    return f"{ci.mean:.4f} ± {ci.half_width:.4f}" if ci.half_width is not None else f"{ci.mean:.4f}"
+    mean = f"{ci.mean:{sign}.4f}"
+    return f"{mean} ± {ci.half_width:.4f}" if ci.half_width is not None else mean
 
 
 def table(args: argparse.Namespace) -> None:
@@ -137,7 +138,7 @@ def table(args: argparse.Namespace) -> None:
                 for c in columns:
                     diffs = [dtn[s]["auc"][c] - other[s]["auc"][c] for s in seeds
                              if dtn[s]["auc"].get(c) is not None and other[s]["auc"].get(c) is not None]
-                    cells.append(_fmt(diffs).replace("0.", ".") if diffs else "n/a")
+                    cells.append(_fmt(diffs, "+") if diffs else "n/a")
                 out.append(f"| {model} | " + " | ".join(cells) + " |")
         out.append("")
     print("\n".join(out))
