@@ -216,6 +216,8 @@ class RankingExperiment:
                 for slice_name in SLICES:
                     values = []
                     for run in self.runs(name):
+                        if run.seed not in base:  # a cut-short run may lack the baseline of a seed
+                            continue
                         ours, theirs = _auc(run.metrics, task, slice_name), _auc(base[run.seed], task, slice_name)
                         if ours is not None and theirs is not None:
                             values.append(ours - theirs)
