@@ -48,6 +48,31 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+RANKER_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from sidkit import distributed
+
+    parallel = distributed.init_from_env()
+    sys.path.insert(0, sys.argv[2])
+    import test_ranking_training as fixtures
+    from dataclasses import replace
+    from sidkit.ranking.training import TrainConfig, train_model
+
+    model = fixtures._model("mmoe", replace(fixtures.SMALL, dropout=0.0))
+    result = train_model(model, fixtures._data(900), TrainConfig(epochs=3, batch_size=100, learning_rate=1e-2,
+                                                                  patience=3, progress=False))
+    weights = torch.cat([v.float().reshape(-1) for v in model.state_dict().values()])
+    with open(f"{sys.argv[1]}.{parallel.rank}.json", "w") as handle:
+        json.dump({"train": [r.train_loss for r in result.history],
+                   "auc": [r.valid_mean_auc for r in result.history], "weights": weights.tolist()}, handle)
+    distributed.shutdown()
+""")
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -97,3 +122,19 @@ def test_shards_cover_a_batch_and_rank_zero_never_starves():
     assert [share for _, share in shards] == [3, 2, 2]
     tiny = [DistributedContext(rank, 3, rank, "gloo").shard(torch.arange(1)) for rank in range(3)]
     assert [share for _, share in tiny] == [1, 0, 0] and all(len(local) == 1 for local, _ in tiny)
+
+
+@pytest.mark.slow  # a third torchrun launch; the RQ-VAE test above covers the shared machinery
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_two_process_ranker_matches_one_process(tmp_path):
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script = tmp_path / "rank.py"
+    script.write_text(RANKER_SCRIPT)
+    _run([sys.executable, str(script), str(tmp_path / "single"), tests], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+          "--master_port", str(_free_port()), str(script), str(tmp_path / "ddp"), tests], tmp_path)
+    single = json.loads((tmp_path / "single.0.json").read_text())
+    ranks = [json.loads((tmp_path / f"ddp.{rank}.json").read_text()) for rank in (0, 1)]
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    np.testing.assert_allclose(ranks[0]["train"], single["train"], rtol=1e-4)
+    np.testing.assert_allclose(ranks[0]["auc"], single["auc"], rtol=1e-4)
