@@ -143,7 +143,9 @@ def importance_heatmap(importances: dict[str, FeatureImportance] | FeatureImport
         axis.set_title(title, fontsize=9)
         for i in range(len(result.fields)):
             for k in range(len(result.tasks)):
-                axis.text(k, i, f"{result.drop[i, k]:.3f}", ha="center", va="center", fontsize=7)
+                value = float(result.drop[i, k])
+                ink = "white" if abs(value) > 0.6 * top else "black"  # readable on dark cells
+                axis.text(k, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color=ink)
     assert image is not None
     figure.colorbar(image, ax=list(axes), label="AUC drop when permuted", shrink=0.9)
     buffer = io.BytesIO()
