@@ -158,7 +158,7 @@ def table(rows: list[Row], rates: dict[str, float]) -> str:
 def measure(task: str, n: int, repeats: int) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and return what it printed as JSON."""
     command = [sys.executable, __file__, "--worker", task, str(n), str(repeats)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
 
@@ -181,12 +181,19 @@ def main() -> None:
     parser.add_argument("--skip-semantic-id", action="store_true")
     parser.add_argument("--semantic-id-max-n", type=int, default=20000,
                         help="largest N for semantic-id (its fit grows ~linearly: minutes at 20k)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every library (default: torch's default, the core count)")
     parser.add_argument("--worker", nargs=3, metavar=("TASK", "N", "REPEATS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+    if args.threads:  # children read these before any library starts its thread pool
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[name] = str(args.threads)
+    threads = args.threads or torch.get_num_threads()
+    load_before = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} CPUs, load average {load_before:.1f}")
     rates = measure("gemm", 0, 1)
     have_faiss = importlib.util.find_spec("faiss") is not None
     have_semantic_id = importlib.util.find_spec("semantic_id") is not None
@@ -222,6 +229,7 @@ def main() -> None:
                             encode_per_s=max(r["encode_per_s"] for r in best), mse=best[0]["mse"]))
     print()
     print(table(rows, rates))
+    print(f"Load average (1 min) before {load_before:.1f}, after {os.getloadavg()[0]:.1f}, on {os.cpu_count()} CPUs.")
     for note in skipped:
         print(f"Not run: {note}.")
 
