@@ -246,22 +246,34 @@ def summary_row(result: MethodResult, settings: CompareSettings) -> dict[str, An
     }
 
 
-#: The summary columns a terminal shows (fits in about 130 characters).
-TERMINAL_COLUMNS: tuple[str, ...] = ("method", "fit_seconds", "mse", "level0_gini", "collision_rate", "level0_keff",
-                                     "level0_dp_factor", "level0_gp_factor", "sid_flip_rate", "retention_20",
-                                     "retention_200", "sid_auc", "agreement_l1")
+#: The summary metrics a terminal shows, one row each.
+TERMINAL_COLUMNS: tuple[str, ...] = ("fit_seconds", "mse", "cosine", "level0_perplexity", "level0_gini",
+                                     "collision_rate", "level0_keff", "level0_dp_factor", "level0_gp_factor",
+                                     "sid_keff", "sid_flip_rate", "retention_20", "retention_200", "sid_auc",
+                                     "agreement_l1")
+#: Longer names of the summary metrics, for the terminal table.
+METRIC_NAMES: dict[str, str] = {
+    "fit_seconds": "fit seconds", "mse": "reconstruction MSE", "cosine": "reconstruction cosine",
+    "level0_perplexity": "level-0 perplexity", "level0_gini": "level-0 Gini", "collision_rate": "SID collisions",
+    "level0_keff": "level-0 K_eff", "level0_dp_factor": "level-0 DP factor", "level0_gp_factor": "level-0 GP factor",
+    "sid_keff": "full-SID K_eff", "sid_flip_rate": "full-SID flip rate", "retention_20": "retention@20",
+    "retention_200": "retention@200", "sid_auc": "SID-embedding AUC", "agreement_l1": "stability, level 0",
+}
 
 
-def summary_table(comparison: ComparisonResult, columns: Sequence[str] = TERMINAL_COLUMNS) -> Table:
-    """The summary rows as a rich table, for a terminal; ``columns`` are keys of :data:`SUMMARY_COLUMNS`."""
-    chosen = [column for column in SUMMARY_COLUMNS if column[0] in columns]
+def summary_table(comparison: ComparisonResult, metrics: Sequence[str] = TERMINAL_COLUMNS) -> Table:
+    """The summary as a rich table for a terminal: one row per metric, one column per method, so five
+    methods fit in 80 characters; ``metrics`` are keys of :data:`SUMMARY_COLUMNS`."""
+    formats = {key: fmt for key, _, fmt in SUMMARY_COLUMNS}
+    settings = comparison.settings
     table = Table(title=f"Semantic IDs on {comparison.data_dir.name}: {comparison.num_items:,} items, "
-                  f"{comparison.settings.levels} x {comparison.settings.codebook_size} codes, "
-                  f"rho = {comparison.settings.reference_rho}")
-    for _, header, _ in chosen:
-        table.add_column(header, justify="left" if header == "method" else "right")
-    for row in comparison.summary_rows():
-        table.add_row(*[format_value(row[key], fmt) for key, _, fmt in chosen])
+                  f"{settings.levels} x {settings.codebook_size} codes, rho = {settings.reference_rho}")
+    table.add_column("metric", no_wrap=True)
+    rows = comparison.summary_rows()
+    for row in rows:
+        table.add_column(str(row["method"]), justify="right", no_wrap=True)
+    for key in metrics:
+        table.add_row(METRIC_NAMES.get(key, key), *[format_value(row[key], formats[key]) for row in rows])
     return table
 
 
