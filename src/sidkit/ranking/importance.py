@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.ranking.metrics import roc_auc
@@ -127,6 +126,11 @@ def importance_heatmap(importances: dict[str, FeatureImportance] | FeatureImport
     Drawn on matplotlib's Agg canvas (``Figure`` directly, no pyplot state). Colours share one scale
     across panels, so models compare directly.
     """
+    try:  # only the drawing needs matplotlib, not the importance itself
+        from matplotlib.figure import Figure
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ConfigError("the importance heatmap needs matplotlib, which is not installed",
+                          where="importance_heatmap", fix="pip install matplotlib") from None
     panels = {"": importances} if isinstance(importances, FeatureImportance) else dict(importances)
     if not panels:
         raise ConfigError("no importances to draw", where="importance_heatmap")
