@@ -124,7 +124,6 @@ def test_shards_cover_a_batch_and_rank_zero_never_starves():
     assert [share for _, share in tiny] == [1, 0, 0] and all(len(local) == 1 for local, _ in tiny)
 
 
-@pytest.mark.slow  # a third torchrun launch; the RQ-VAE test above covers the shared machinery
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
 def test_two_process_ranker_matches_one_process(tmp_path):
     tests = os.path.dirname(os.path.abspath(__file__))

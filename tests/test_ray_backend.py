@@ -57,7 +57,9 @@ def small(tmp_path_factory):
     return root, x, tokenizer
 
 
-@pytest.mark.slow  # about a minute: each call starts its tokenizer actors (a torch import each)
+# Slow (25 s on an idle 2-core machine, minutes on a busy one): each call starts its tokenizer actors,
+# each importing torch. Run with `pytest -m slow tests/test_ray_backend.py` after `pip install 'sidkit[ray]'`.
+@pytest.mark.slow
 def test_ray_encode_and_diagnose_equal_local(ray_local, small):
     root, x, tokenizer = small
     options = ray_backend.RayOptions(batch_rows=1000, actors=2)
