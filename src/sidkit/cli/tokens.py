@@ -13,7 +13,6 @@ from rich.table import Table
 from sidkit.cli.app import Device, app, console
 from sidkit.cli.scale import Backend, RayActors, RayAddress, diagnose_result, encode_command
 from sidkit.errors import SidkitError
-from sidkit.ids import SemanticIds
 
 EmbeddingsFile = Annotated[Path | None, typer.Option("--embeddings", help="Embeddings file (.npy, memory-mapped, "
                                                     "or .parquet).")]
@@ -162,23 +161,3 @@ def _embeddings_from(embeddings: Path | None, data: Path | None) -> np.ndarray:
         raise SidkitError(f"{path} does not exist", where="--data",
                           fix=f"run `sidkit embed --data {data}` first")
     return read_embeddings(path)
-
-
-def _write_codes(ids: SemanticIds, out: Path, item_ids: np.ndarray | None) -> None:
-    from sidkit.io import atomic_path, save_npy
-
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        save_npy(out, ids.codes)
-    elif suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = ids.to_table(item_ids=item_ids)
-        table = table.append_column("sid", pa.array(ids.to_strings()))
-        with atomic_path(out) as tmp:
-            pq.write_table(table, tmp)
-    else:
-        raise AssertionError(f"unreachable: output type {suffix} was checked before encoding")
-
-
