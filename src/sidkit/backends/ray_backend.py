@@ -195,7 +195,7 @@ def ray_encode(model_dir: str | os.PathLike[str], data: str | os.PathLike[str], 
     with ray_session(options) as ray:
         dataset, reader, source = _dataset(ray, data, options)
         levels = _levels(model_dir)
-        codes = _map(dataset, model_dir, reader, "codes", options, ray)
+        codes = _map(dataset, model_dir, reader, "codes", options, ray, source.num_rows)
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         try:
@@ -216,8 +216,8 @@ def ray_diagnose(model_dir: str | os.PathLike[str], data: str | os.PathLike[str]
     """Usage and reconstruction of the tokenizer in ``model_dir`` over ``data``, computed on Ray."""
     options = options or RayOptions()
     with ray_session(options) as ray:
-        dataset, reader, _ = _dataset(ray, data, options)
-        partials = _map(dataset, model_dir, reader, "partials", options, ray)
+        dataset, reader, source = _dataset(ray, data, options)
+        partials = _map(dataset, model_dir, reader, "partials", options, ray, source.num_rows)
         usage, recon = [], []
         for batch in partials.iter_batches(batch_format="pyarrow", batch_size=None):
             for blob in batch.column("partial").to_pylist():
@@ -254,9 +254,10 @@ def _dataset(ray: ModuleType, data: str | os.PathLike[str],
 
 
 def _map(dataset: Any, model_dir: str | os.PathLike[str], reader: tuple[Any, ...], output: str,
-         options: RayOptions, ray: ModuleType) -> Any:
+         options: RayOptions, ray: ModuleType, num_rows: int) -> Any:
     cpus = float(ray.cluster_resources().get("CPU", 1))
     actors = options.actors or max(1, int(cpus) // options.cpus_per_actor)
+    actors = min(actors, max(1, math.ceil(num_rows / options.batch_rows)))  # no actor without a batch
     # Ray Data's file-listing task always asks for one CPU: actors that reserved every CPU would wait
     # for it forever. So the actors leave one CPU unreserved (they still run cpus_per_actor threads).
     reserved = max(0.0, min(float(options.cpus_per_actor), (cpus - 1) / actors))
