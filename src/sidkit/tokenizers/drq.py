@@ -180,7 +180,11 @@ class DRQVAE(NeuralTokenizer):
         return net
 
     def _encode_batch(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quantizer._encode_batch(self._net().latent_mean(x))
+        return self.quantizer._encode_batch(self._latent_batch(x))
+
+    def _latent_batch(self, x: torch.Tensor) -> torch.Tensor:
+        latent: torch.Tensor = self._net().latent_mean(x)
+        return latent
 
     def _quantized_batch(self, codes: torch.Tensor) -> torch.Tensor:
         return self.quantizer._quantized_batch(codes)

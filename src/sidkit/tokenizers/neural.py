@@ -18,7 +18,7 @@ from torch import nn
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.io import write_json
-from sidkit.tokenizers.base import Tokenizer
+from sidkit.tokenizers.base import DEFAULT_BATCH_SIZE, Tokenizer, check_embeddings
 from sidkit.tokenizers.history import TrainingHistory
 from sidkit.tokenizers.rq_kmeans import _level_sizes
 from sidkit.tokenizers.training import TrainConfig
@@ -67,6 +67,25 @@ class NeuralTokenizer(Tokenizer):
                 "hidden_dims": list(self.hidden_dims), "epochs": c.epochs, "batch_size": c.batch_size,
                 "learning_rate": c.learning_rate, "weight_decay": c.weight_decay,
                 "validation_share": c.validation_share, "patience": c.patience, "bfloat16": c.bfloat16}
+
+    def latent(self, X: Any, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """The (N, Q) float32 latent vectors that level 0 quantizes, for (N, D) embeddings ``X``.
+
+        RQ-VAE and RQP-VAE: the encoder output; DRQ-VAE: the VAE's latent mean. The analytic overlap
+        diagnostics measure codeword geometry in this space.
+        """
+        dim = self._check_fitted()
+        x = check_embeddings(X, where="latent(X)", expected_dim=dim)
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(x), batch_size):
+                batch = torch.from_numpy(np.array(x[start:start + batch_size], dtype=np.float32)).to(self.device)
+                parts.append(self._latent_batch(batch).float().cpu().numpy())
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    @abstractmethod
+    def _latent_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) input -> (B, Q) latent vectors that level 0 quantizes."""
 
     @abstractmethod
     def _build_net(self, dim: int) -> nn.Module:

@@ -178,6 +178,10 @@ class RQVAE(NeuralTokenizer):
         codes: torch.Tensor = net.quantizer(net.encode(x)).codes
         return codes
 
+    def _latent_batch(self, x: torch.Tensor) -> torch.Tensor:
+        latent: torch.Tensor = self._net().encode(x)
+        return latent
+
     def _quantized_batch(self, codes: torch.Tensor) -> torch.Tensor:
         return self._net().quantizer.quantize_codes(codes)
 
