@@ -425,7 +425,7 @@ def fit_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: Compar
 
 def write_outputs(comparison: ComparisonResult, *, report: bool = True) -> None:
     """Write metrics.json, summary.md and (unless ``report`` is False) report.html, each atomically."""
-    write_json(comparison.metrics_path, _json_safe(comparison.to_dict()))
+    write_json(comparison.metrics_path, comparison.to_dict())
     with atomic_path(comparison.summary_path) as tmp:
         tmp.write_text(markdown_summary(comparison), encoding="utf-8")
     if report:
@@ -501,18 +501,6 @@ def format_value(value: Any, fmt: str) -> str:
         return "-"
     return fmt.format(value)
 
-
-def _json_safe(value: Any) -> Any:
-    """NaN and inf become None (JSON has no such numbers); numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:

@@ -524,9 +524,7 @@ def _fmt(value: float | None) -> str:
 
 def write_outputs(experiment: RankingExperiment, *, report: bool = True) -> None:
     """Write metrics.json, summary.md and (unless ``report`` is False) report.html, each atomically."""
-    from sidkit.compare import _json_safe
-
-    write_json(experiment.metrics_path, _json_safe(experiment.to_dict()))
+    write_json(experiment.metrics_path, experiment.to_dict())
     with atomic_path(experiment.summary_path) as tmp:
         tmp.write_text(markdown_summary(experiment), encoding="utf-8")
     if report:
