@@ -36,7 +36,7 @@ import numpy as np
 from sidkit import __version__
 from sidkit.data.validation import as_id_array
 from sidkit.errors import ConfigError, DataError, SidkitError
-from sidkit.stream.bar import RowBar
+from sidkit.progress import Bar
 from sidkit.stream.source import DEFAULT_CHUNK_ROWS, Chunk, EmbeddingSource, check_chunk_rows
 from sidkit.tokenizers.base import CONFIG_FILE, WEIGHTS_FILE, Tokenizer, load_tokenizer
 
@@ -200,7 +200,7 @@ class SidRegistry:
                 columns = ", ".join(f"level_{level} INTEGER NOT NULL" for level in range(levels))
                 self._db.execute(f"CREATE TEMP TABLE staged(item_id PRIMARY KEY, {columns}, distance REAL NOT NULL)")
                 existing = rows = 0
-                with RowBar("assign", total_rows or 0, enabled=progress) as bar:
+                with Bar("assign", total_rows or 0, enabled=progress, rate_unit="rows") as bar:
                     for number, chunk in enumerate(chunks):
                         existing += self._stage(tokenizer, chunk, number)
                         rows += len(chunk)

@@ -15,16 +15,14 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import TaskID
 
 from sidkit import distributed
 from sidkit.errors import ConfigError, DataError
-from sidkit.progress import make_progress, progress_enabled
+from sidkit.progress import Bar, progress_enabled
 from sidkit.ranking.metrics import roc_auc
 from sidkit.ranking.models import MultiTaskRanker
 from sidkit.ranking.types import RankingData, RankingSplit
@@ -293,7 +291,8 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
     best_score, best_epoch, best_state = -math.inf, 0, None
     since_best = 0
     started = time.perf_counter()
-    with _Bar(progress_enabled(config.progress) and parallel.is_main, config.epochs * steps) as bar:
+    with Bar("training", config.epochs * steps,
+             enabled=progress_enabled(config.progress) and parallel.is_main) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
@@ -349,30 +348,3 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
                        history=tuple(history), stopped_early=len(history) < config.epochs,
                        seconds=time.perf_counter() - started)
 
-
-class _Bar:
-    """A rich progress bar over every training step, or nothing when bars are off."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled = enabled
-        self._total = total
-        self._progress = make_progress() if enabled else None
-        self._task: TaskID | None = None
-
-    def __enter__(self) -> _Bar:
-        if self._progress is not None:
-            self._progress.__enter__()
-            self._task = self._progress.add_task("training", total=self._total, info="")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def advance(self) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.advance(self._task)
-
-    def note(self, info: str) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, info=info)

@@ -16,7 +16,7 @@ import numpy as np
 
 from sidkit.data.validation import as_id_array
 from sidkit.errors import DataError
-from sidkit.stream.bar import RowBar
+from sidkit.progress import Bar
 from sidkit.stream.source import DEFAULT_CHUNK_ROWS, EmbeddingSource, check_chunk_rows, open_embeddings
 from sidkit.stream.writers import codes_writer
 from sidkit.tokenizers.base import Tokenizer
@@ -70,7 +70,7 @@ def stream_encode(tokenizer: Tokenizer, source: EmbeddingSource | str | os.PathL
                             fix="pass one id per embedding row, in row order")
     use_source_ids = isinstance(item_ids, str) and item_ids == "source" and reader.has_item_ids
     with codes_writer(out, tokenizer.codebook_sizes, num_rows=reader.num_rows) as writer, \
-            RowBar("encode", reader.num_rows, enabled=progress) as bar:
+            Bar("encode", reader.num_rows, enabled=progress, rate_unit="rows") as bar:
         for chunk in reader.chunks(chunk_rows):
             codes = tokenizer.encode(chunk.embeddings, batch_size=chunk_rows).codes
             chunk_ids = ids[chunk.start:chunk.stop] if ids is not None else (

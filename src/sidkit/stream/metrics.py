@@ -23,7 +23,7 @@ from sidkit.diagnostics.reconstruction import ReconstructionAccumulator, Reconst
 from sidkit.diagnostics.usage import UsageAccumulator, UsageReport, level_usage, sid_usage
 from sidkit.errors import DataError
 from sidkit.ids import UINT64_BITS, SemanticIds
-from sidkit.stream.bar import RowBar
+from sidkit.progress import Bar
 from sidkit.stream.source import DEFAULT_CHUNK_ROWS, EmbeddingSource, check_chunk_rows, open_embeddings
 from sidkit.tokenizers.base import Tokenizer
 
@@ -142,7 +142,7 @@ def stream_diagnose(tokenizer: Tokenizer, source: EmbeddingSource | str | os.Pat
                         where=str(reader.path), fix="use the embeddings the tokenizer was fitted for")
     usage = UsageAccumulator(tokenizer.codebook_sizes)
     recon = ReconstructionAccumulator()
-    with RowBar("diagnose", reader.num_rows, enabled=progress) as bar:
+    with Bar("diagnose", reader.num_rows, enabled=progress, rate_unit="rows") as bar:
         for chunk in reader.chunks(check_chunk_rows(chunk_rows)):
             ids = tokenizer.encode(chunk.embeddings, batch_size=chunk_rows)
             usage.update(ids)

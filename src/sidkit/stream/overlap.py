@@ -36,7 +36,7 @@ from sidkit.diagnostics.overlap import (
 )
 from sidkit.errors import ConfigError, DataError, SidkitError
 from sidkit.ids import SemanticIds
-from sidkit.stream.bar import RowBar
+from sidkit.progress import Bar
 from sidkit.stream.source import EmbeddingSource, open_embeddings
 from sidkit.tokenizers.base import Tokenizer
 
@@ -144,7 +144,7 @@ def stream_overlap_sweep(tokenizer: Tokenizer, source: EmbeddingSource | str | o
     accumulators = [OverlapAccumulator(tokenizer.codebook_sizes, samples, by) for _ in rho_values]
     scale = centred_rms(reader)
     generator = torch.Generator(device=tokenizer.device).manual_seed(int(seed))
-    with RowBar("overlap", reader.num_rows, enabled=progress) as bar:
+    with Bar("overlap", reader.num_rows, enabled=progress, rate_unit="rows") as bar:
         for chunk in reader.chunks(max(1, PERTURBED_ROWS // samples)):
             block = torch.from_numpy(chunk.embeddings).to(tokenizer.device)
             codes = tokenizer.encode(block).codes

@@ -24,7 +24,7 @@ import torch
 
 from sidkit import distributed
 from sidkit.errors import ConfigError, SidkitError
-from sidkit.progress import make_progress, progress_enabled
+from sidkit.progress import Bar
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
 from sidkit.tokenizers.linear import gemm_dtype
 
@@ -134,7 +134,7 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     records: list[EpochRecord] = []
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     stopped_early = False
-    with _Bar(progress if parallel.is_main else False, description, config.epochs * steps) as bar:
+    with Bar(description, config.epochs * steps, enabled=progress if parallel.is_main else False) as bar:
         for epoch in range(config.epochs):
             started = time.perf_counter()
             net.train()
@@ -166,7 +166,7 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
                                  active=tuple(int((c > 0).sum()) for c in counts),
                                  seconds=time.perf_counter() - started)
             records.append(record)
-            bar.show(record)
+            bar.note(record.summary())
             if val_loss is None:
                 continue
             if val_loss < best_loss * (1.0 - config.min_delta) or best_epoch is None:
@@ -227,30 +227,3 @@ def _check_finite(loss: float, epoch: int) -> None:
         raise SidkitError(f"training diverged: the loss is {loss} in epoch {epoch}", where="fit",
                           fix="lower learning_rate, or check the embeddings for extreme values")
 
-
-class _Bar:
-    """A rich progress bar over all steps, its text updated after each epoch; silent when disabled."""
-
-    def __init__(self, enabled: bool | None, description: str, total: int) -> None:
-        self._progress = make_progress() if progress_enabled(enabled) else None
-        self._description = description
-        self._total = total
-        self._task: Any = None
-
-    def __enter__(self) -> _Bar:
-        if self._progress is not None:
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self._description, total=self._total, info="")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(None, None, None)
-
-    def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
-
-    def show(self, record: EpochRecord) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, info=record.summary())
