@@ -20,7 +20,6 @@ on the earlier (train) pairs only; retention and AUC use the later (held-out) pa
 from __future__ import annotations
 
 import inspect
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -47,7 +46,8 @@ from sidkit.diagnostics.stability import StabilityReport, stability
 from sidkit.diagnostics.usage import UsageReport, usage_report
 from sidkit.errors import ConfigError, DataError, SidkitError
 from sidkit.ids import SemanticIds
-from sidkit.io import atomic_path, write_json
+from sidkit.io import atomic_path, write_json, write_text
+from sidkit.report.tables import format_value, markdown_table
 from sidkit.tokenizers.base import Tokenizer
 from sidkit.tokenizers.factory import METHODS, make_tokenizer
 
@@ -426,8 +426,7 @@ def fit_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: Compar
 def write_outputs(comparison: ComparisonResult, *, report: bool = True) -> None:
     """Write metrics.json, summary.md and (unless ``report`` is False) report.html, each atomically."""
     write_json(comparison.metrics_path, comparison.to_dict())
-    with atomic_path(comparison.summary_path) as tmp:
-        tmp.write_text(markdown_summary(comparison), encoding="utf-8")
+    write_text(comparison.summary_path, markdown_summary(comparison))
     if report:
         from sidkit.report.html import write_report
 
@@ -482,24 +481,12 @@ def markdown_summary(comparison: ComparisonResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Lines of a markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
 
 def _retention_at(report: RetentionReport | None, k: int) -> float | None:
     if report is None or k not in report.cutoffs:
         return None
     return report.at(k)
 
-
-def format_value(value: Any, fmt: str) -> str:
-    """``fmt.format(value)``, or "-" for a missing (None or NaN) value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return fmt.format(value)
 
 
 

@@ -35,6 +35,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` as UTF-8, atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
 def json_safe(value: Any) -> Any:
     """NaN and inf become None (JSON has no such numbers); numpy scalars become Python numbers."""
     if isinstance(value, dict):

@@ -40,12 +40,13 @@ from sidkit.errors import ConfigError, DataError
 from sidkit.features.representations import build_representation, parse_representation
 from sidkit.features.types import ItemRepresentation
 from sidkit.ids import SemanticIds
-from sidkit.io import atomic_path, write_json
+from sidkit.io import write_json, write_text
 from sidkit.ranking.data import SPLITS, build_ranking_data, ranking_summary, training_item_counts
 from sidkit.ranking.metrics import AggregateMetrics, MeanCI, RankingMetrics, aggregate, evaluate, mean_ci
 from sidkit.ranking.models import ModelConfig, build_model, model_names
 from sidkit.ranking.training import TrainConfig, predict, train_model
 from sidkit.ranking.types import SLICES
+from sidkit.report.tables import markdown_table
 
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.md"
@@ -525,8 +526,7 @@ def _fmt(value: float | None) -> str:
 def write_outputs(experiment: RankingExperiment, *, report: bool = True) -> None:
     """Write metrics.json, summary.md and (unless ``report`` is False) report.html, each atomically."""
     write_json(experiment.metrics_path, experiment.to_dict())
-    with atomic_path(experiment.summary_path) as tmp:
-        tmp.write_text(markdown_summary(experiment), encoding="utf-8")
+    write_text(experiment.summary_path, markdown_summary(experiment))
     if report:
         from sidkit.ranking.report import write_report
 
@@ -580,7 +580,6 @@ def _signed(entry: MeanCI | None) -> str:
 
 def markdown_summary(experiment: RankingExperiment) -> str:
     """The main table and the paired differences against ``hash``, as markdown."""
-    from sidkit.compare import markdown_table
 
     s = experiment.settings
     lines = [f"# Ranking with item representations: {experiment.data_dir.name}", "",

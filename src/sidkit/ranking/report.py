@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
-from sidkit.io import atomic_path
+from sidkit.io import write_text
 from sidkit.report.html import IMAGE_CHECK, STYLE, _e, _image, _table
 from sidkit.report.plots import color, to_png
 
@@ -30,10 +30,7 @@ Bar = tuple[float | None, float | None, float | None]
 
 def write_report(experiment: RankingExperiment, path: str | os.PathLike[str]) -> Path:
     """Render the report of ``experiment`` and write it to ``path`` atomically; returns the path."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_text(render_report(experiment), encoding="utf-8")
-    return target
+    return write_text(path, render_report(experiment))
 
 
 def render_report(experiment: RankingExperiment) -> str:

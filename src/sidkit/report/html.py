@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sidkit.diagnostics.overlap import By
-from sidkit.io import atomic_path
+from sidkit.io import write_text
 from sidkit.report import plots
+from sidkit.report.tables import format_value
 from sidkit.report.trie import build_trie, render_trie
 
 if TYPE_CHECKING:
@@ -65,10 +66,7 @@ IMAGE_CHECK = """
 
 def write_report(comparison: ComparisonResult, path: str | os.PathLike[str]) -> Path:
     """Render the report of ``comparison`` and write it to ``path`` atomically; returns the path."""
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        tmp.write_text(render_report(comparison), encoding="utf-8")
-    return target
+    return write_text(path, render_report(comparison))
 
 
 def render_report(comparison: ComparisonResult) -> str:
@@ -222,7 +220,6 @@ def _notes(comparison: ComparisonResult) -> list[str]:
 
 
 def _fmt(value: Any, fmt: str) -> str:
-    from sidkit.compare import format_value
 
     return format_value(value, fmt)
 
