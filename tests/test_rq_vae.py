@@ -12,8 +12,8 @@ import torch
 from sidkit.errors import ConfigError, DataError, NotFittedError
 from sidkit.tokenizers.base import load_tokenizer
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
-from sidkit.tokenizers.linear import Linear, gemm_dtype
-from sidkit.tokenizers.networks import squared_error
+from sidkit.tokenizers.linear import MLP, Linear, fused_mlp_works, gemm_dtype
+from sidkit.tokenizers.networks import mlp, squared_error
 from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet, warn_if_collapsed
 from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network
 
@@ -87,8 +87,47 @@ def test_bfloat16_training_option_is_saved(clusters, tmp_path):
     tokenizer = RQVAE(2, 8, bfloat16=True, **TINY).fit(clusters, seed=0)
     assert tokenizer.get_config()["bfloat16"] is True
     tokenizer.save(tmp_path / "m")
-    np.testing.assert_array_equal(load_tokenizer(tmp_path / "m").encode(clusters).codes,
-                                  tokenizer.encode(clusters).codes)
+    loaded = load_tokenizer(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.encode(clusters).codes, tokenizer.encode(clusters).codes)
+
+
+def _layer_by_layer(net: MLP, x: torch.Tensor) -> torch.Tensor:
+    """The same stack through torch's own modules, one autograd node per layer."""
+    for layer in net:
+        x = torch.nn.functional.linear(x, layer.weight, layer.bias) if isinstance(layer, Linear) else layer(x)
+    return x
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_mlp_matches_torch_layer_by_layer_in_values_and_gradients(dtype):
+    if not fused_mlp_works(dtype):
+        pytest.skip(f"no fused {dtype} MLP on this CPU")
+    torch.manual_seed(2)
+    net = mlp([24, 40, 16, 6])
+    x = torch.randn(33, 24)
+    upstream = torch.randn(33, 6)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 5e-2, "atol": 5e-2}
+    results = []
+    for fused in (True, False):
+        net.zero_grad()
+        inputs = x.clone().requires_grad_(True)
+        with gemm_dtype(dtype):
+            out = net(inputs) if fused else _layer_by_layer(net, inputs)
+        assert (out.grad_fn.name() == "_FusedMLPBackward") == fused
+        (out * upstream).sum().backward()
+        results.append([out.detach(), inputs.grad, *(p.grad.clone() for p in net.parameters())])
+    for ours, reference in zip(*results, strict=True):
+        assert ours.dtype == torch.float32
+        scale = float(reference.abs().max())
+        torch.testing.assert_close(ours / scale, reference / scale, **tolerance)
+
+
+def test_an_mlp_that_is_not_linear_relu_runs_layer_by_layer():
+    net = MLP(Linear(5, 4), torch.nn.Tanh(), Linear(4, 3))
+    x = torch.randn(2, 5)
+    out = net(x)
+    assert out.grad_fn.name() != "_FusedMLPBackward"
+    torch.testing.assert_close(out, _layer_by_layer(net, x))
 
 
 def test_reconstruction_loss_sums_over_dimensions_and_averages_over_the_batch():

@@ -43,6 +43,39 @@ def test_losses_move_codebooks_and_latents_as_defined():
     assert vq.codebooks[0].grad is None  # the commitment term never moves the codebook
 
 
+def _textbook_losses(z: torch.Tensor, codebooks: list[torch.Tensor], codes: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The RQ-VAE terms written out with autograd, level by level (the reference for the fused node)."""
+    residual, total = z, torch.zeros_like(z)
+    codebook_loss = commitment_loss = z.new_zeros(())
+    for level, codebook in enumerate(codebooks):
+        codeword = codebook[codes[:, level]]
+        codebook_loss = codebook_loss + (residual.detach() - codeword).square().sum(1).mean()
+        commitment_loss = commitment_loss + (residual - codeword.detach()).square().sum(1).mean()
+        total = total + codeword.detach()
+        residual = residual - codeword.detach()
+    return z + (total - z).detach(), codebook_loss, commitment_loss
+
+
+def test_fused_loss_gradients_equal_the_textbook_autograd_terms():
+    torch.manual_seed(3)
+    vq = ResidualVQ([5, 4, 3], 6)
+    z = torch.randn(40, 6, requires_grad=True)
+    weights = torch.randn(40, 6), 0.7, 0.25  # upstream of quantized, codebook and commitment terms
+    out = vq(z)
+    (out.quantized * weights[0]).sum().add(weights[1] * out.codebook_loss + weights[2] * out.commitment_loss).backward()
+    got = [z.grad.clone(), *(c.grad.clone() for c in vq.codebooks)]
+
+    z_ref = z.detach().clone().requires_grad_(True)
+    books = [c.detach().clone().requires_grad_(True) for c in vq.codebooks]
+    quantized, codebook_loss, commitment_loss = _textbook_losses(z_ref, books, out.codes)
+    (quantized * weights[0]).sum().add(weights[1] * codebook_loss + weights[2] * commitment_loss).backward()
+    torch.testing.assert_close(out.quantized.detach(), quantized.detach())
+    torch.testing.assert_close(out.codebook_loss.detach(), codebook_loss.detach())
+    torch.testing.assert_close(out.commitment_loss.detach(), commitment_loss.detach())
+    for ours, reference in zip(got, [z_ref.grad, *(b.grad for b in books)], strict=True):
+        torch.testing.assert_close(ours, reference)
+
+
 def test_residual_levels_quantize_what_the_previous_level_left():
     vq = ResidualVQ([2, 2], 1)
     vq.init_codebooks([torch.tensor([[0.0], [10.0]]), torch.tensor([[-1.0], [1.0]])])

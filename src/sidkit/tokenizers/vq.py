@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,33 +111,42 @@ class ResidualVQ(nn.Module):
 
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> QuantizerOutput:
         """Quantize (B, Q) latents ``z``; ``generator`` picks the items that dead codes move to."""
-        residual = z
-        total = torch.zeros_like(z)
-        codes = []
-        codebook_loss = z.new_zeros(())
-        commitment_loss = z.new_zeros(())
-        resets = torch.zeros(len(self.sizes), dtype=torch.int64)
-        for level, codebook in enumerate(self.codebooks):
-            with torch.no_grad():
-                chosen, _ = nearest_centers(residual.detach().float(), codebook.detach().float())
-            codeword = codebook[chosen]
-            if not self.ema:
-                codebook_loss = codebook_loss + (residual.detach() - codeword).square().sum(1).mean()
-            commitment_loss = commitment_loss + (residual - codeword.detach()).square().sum(1).mean()
-            if self.training:
-                counts = torch.bincount(chosen, minlength=codebook.shape[0])
-                if self.ema:
-                    self._ema_update(level, residual.detach(), chosen, counts)
-                if self.dead_code_steps is not None:
-                    resets[level] = self._reset_dead(level, residual.detach(), counts, generator)
-            codes.append(chosen)
-            total = total + codeword.detach()
-            residual = residual - codeword.detach()
+        batch = z.shape[0]
+        with torch.no_grad():  # assignment and loss values; the gradients are tied on below in one node
+            residual = z.detach()
+            total = torch.zeros_like(residual)
+            codes, misses = [], []
+            resets = torch.zeros(len(self.sizes), dtype=torch.int64)
+            for level, codebook in enumerate(self.codebooks):
+                chosen, _ = nearest_centers(residual.float(), codebook.detach().float())
+                codeword = codebook[chosen]
+                miss = residual - codeword  # r_l - e_l: the residual the next level quantizes
+                if self.training:
+                    counts = torch.bincount(chosen, minlength=codebook.shape[0])
+                    if self.ema:
+                        self._ema_update(level, residual, chosen, counts)
+                    if self.dead_code_steps is not None:
+                        resets[level] = self._reset_dead(level, residual, counts, generator)
+                codes.append(chosen)
+                misses.append(miss)
+                total += codeword
+                residual = miss
+            # ||sg[r_l] - e_l||^2 and ||r_l - sg[e_l]||^2 have the same value; only their gradients differ.
+            value = sum(miss.square().sum() for miss in misses) / batch
+            codes_tensor = torch.stack(codes, dim=1)
+        learns_codebooks = not self.ema and any(c.requires_grad for c in self.codebooks)
+        if torch.is_grad_enabled() and (z.requires_grad or learns_codebooks):
+            commitment_loss, codebook_loss = _QuantizationLosses.apply(
+                value, z, codes_tensor, torch.stack(misses), learns_codebooks, *self.codebooks)
+        else:
+            commitment_loss, codebook_loss = value, value
+        if self.ema:
+            codebook_loss = z.new_zeros(())
         if self.training or torch.is_grad_enabled():
             quantized = rotate_to(z, total) if self.rotation_trick else z + (total - z).detach()
         else:
             quantized = total
-        return QuantizerOutput(quantized, torch.stack(codes, dim=1), codebook_loss, commitment_loss, resets)
+        return QuantizerOutput(quantized, codes_tensor, codebook_loss, commitment_loss, resets)
 
     def quantize_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, L) int64 codes -> (B, Q) sum of their codewords."""
@@ -171,6 +181,45 @@ class ResidualVQ(nn.Module):
             self.buffer("ema_sum", level)[dead] = fresh
         unused[dead] = 0
         return int(dead.numel())
+
+
+class _QuantizationLosses(torch.autograd.Function):
+    """The commitment and codebook terms of a residual quantizer pass, as one autograd node.
+
+    With B items, level l's residual r_l = z - sum_{j<l} sg[e_j], and m_l = r_l - e_l:
+
+        commitment = sum_l mean_b ||r_l - sg[e_l]||^2,  d/dz = (2 / B) sum_l m_l
+        codebook   = sum_l mean_b ||sg[r_l] - e_l||^2,  d/d(codeword k of level l) = -(2 / B) sum_{b: code k} m_l,b
+
+    Both take the value computed in the assignment pass; the gradients are the closed forms above,
+    instead of about ten small autograd nodes per level.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, z: torch.Tensor, codes: torch.Tensor, misses: torch.Tensor,
+                learns_codebooks: bool, *codebooks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.save_for_backward(codes, misses)
+        ctx.set_materialize_grads(False)  # a term the loss leaves out gives its parameters no gradient
+        ctx.learns_codebooks = learns_codebooks
+        ctx.shapes = [(c.shape, c.dtype) for c in codebooks]
+        return value.clone(), value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_commitment: torch.Tensor | None,
+                 grad_codebook: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        codes, misses = ctx.saved_tensors
+        scale = 2.0 / misses.shape[1]
+        grad_z = None
+        if ctx.needs_input_grad[1] and grad_commitment is not None:
+            grad_z = misses.sum(0) * (scale * grad_commitment)
+        grads: list[torch.Tensor | None] = [None] * len(ctx.shapes)
+        if ctx.learns_codebooks and grad_codebook is not None:
+            for level, (shape, dtype) in enumerate(ctx.shapes):
+                if ctx.needs_input_grad[5 + level]:
+                    step = misses[level].to(dtype) * (-scale * grad_codebook)
+                    grads[level] = torch.zeros(shape, dtype=dtype, device=misses.device).index_add_(
+                        0, codes[:, level], step)
+        return (None, grad_z, None, None, None, *grads)
 
 
 def smoothed_counts(count: torch.Tensor, eps: float) -> torch.Tensor:
