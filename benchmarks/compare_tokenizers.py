@@ -10,6 +10,7 @@ thread it is close to the wall time on an idle machine). With several seeds, eac
 
     .venv/bin/python benchmarks/compare_tokenizers.py --dataset ml-100k --seeds 0 1 2 --threads 1
     .venv/bin/python benchmarks/compare_tokenizers.py --dataset synthetic-100k --threads 1
+    .venv/bin/python benchmarks/compare_tokenizers.py --dataset ml-100k --seeds 0 1 2 --precision float32
 
 Datasets: ``ml-100k`` is MovieLens-100K with the bundled MiniLM embeddings (1,682 x 384, 3 x 64
 codes); ``synthetic-100k`` is sidkit's synthetic catalog with 100,000 items x 64 and 2M
@@ -41,6 +42,7 @@ from sidkit.tokenizers.base import Tokenizer
 from sidkit.tokenizers.drq import DRQVAE
 from sidkit.tokenizers.rq_kmeans import RQKMeans
 from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE
+from sidkit.tokenizers.training import training_dtype
 
 METHODS = ("RQ-KMeans", "RQ-VAE", "RQP-VAE", "DRQ-VAE", "DRQ-VAE+CL")
 
@@ -93,8 +95,11 @@ def load(name: str) -> tuple[np.ndarray, BehaviourPairs]:
     return np.ascontiguousarray(x, dtype=np.float32), behaviour_pairs(dataset.interactions, dataset.catalog)
 
 
-def factories(setup: Setup) -> dict[str, Callable[[], Tokenizer]]:
-    k, neural = setup.codes, {**setup.neural, "progress": False}
+PRECISIONS = {"auto": None, "float32": False, "bfloat16": True}
+
+
+def factories(setup: Setup, precision: str = "auto") -> dict[str, Callable[[], Tokenizer]]:
+    k, neural = setup.codes, {**setup.neural, "progress": False, "bfloat16": PRECISIONS[precision]}
     return {
         "RQ-KMeans": lambda: RQKMeans(3, k),
         "RQ-VAE": lambda: RQVAE(3, k, **neural),
@@ -172,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="auto",
+                        help="training GEMMs of the neural methods (auto: bfloat16 where the CPU has it)")
     parser.add_argument("--json", type=Path, default=None, help="also write every result here")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -183,11 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {command}")
     print(f"data: {args.dataset}, {x.shape[0]:,} x {x.shape[1]}, 3 x {setup.codes} codes, {len(pairs.train):,} "
           f"train / {len(pairs.heldout):,} held-out pairs; torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}; neural settings {setup.neural}", flush=True)
+          f"load average {os.getloadavg()[0]:.1f}; neural settings {setup.neural}, precision {args.precision} "
+          f"({training_dtype(PRECISIONS[args.precision], torch.device('cpu'))} here)", flush=True)
     print(f"content embeddings' own AUC on the same pairs: {sid_embedding_auc(x, pairs.heldout, seed=0).auc:.4f}")
     results = []
     for seed in args.seeds:
-        for method, make in factories(setup).items():
+        for method, make in factories(setup, args.precision).items():
             if method in args.methods:
                 results.append(evaluate(method, make(), x, pairs, seed))
                 print(f"  {results[-1]}", file=sys.stderr, flush=True)

@@ -190,3 +190,13 @@ def test_cli_fits_every_neural_method_and_cl_needs_the_dataset(dataset_dir, tmp_
     assert main(["fit", "--method", "rq-kmeans", "--epochs", "3", "--data", str(dataset_dir),
                  "--out", str(tmp_path / "y")]) == 2
     assert "neural methods" in capsys.readouterr().err
+    assert main(["fit", "--method", "rq-kmeans", "--precision", "float32", "--data", str(dataset_dir),
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "--precision apply to the neural methods" in capsys.readouterr().err
+    assert main(["fit", "--method", "rq-vae", *common, "--precision", "half", "--data", str(dataset_dir),
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "unknown precision 'half'" in capsys.readouterr().err and not (tmp_path / "y").exists()
+    assert main(["fit", "--method", "rq-vae", *common, "--precision", "float32", "--data", str(dataset_dir),
+                 "--out", str(tmp_path / "f32")]) == 0
+    f32 = load_tokenizer(tmp_path / "f32")
+    assert f32.get_config()["bfloat16"] is False and f32.history.precision == "float32"

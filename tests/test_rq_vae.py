@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from sidkit.errors import ConfigError, DataError, NotFittedError
+from sidkit.tokenizers import training
 from sidkit.tokenizers.base import load_tokenizer
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
-from sidkit.tokenizers.linear import MLP, Linear, fused_mlp_works, gemm_dtype
+from sidkit.tokenizers.linear import MLP, Linear, fast_bfloat16, fused_mlp_works, gemm_dtype
 from sidkit.tokenizers.networks import mlp, squared_error
 from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE, RQVAENet, warn_if_collapsed
-from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network
+from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, train_network, training_dtype
 
 TINY = {"latent_dim": 4, "hidden_dims": (16, 8), "epochs": 3, "batch_size": 32, "progress": False}
 
@@ -89,6 +90,20 @@ def test_bfloat16_training_option_is_saved(clusters, tmp_path):
     tokenizer.save(tmp_path / "m")
     loaded = load_tokenizer(tmp_path / "m")
     np.testing.assert_array_equal(loaded.encode(clusters).codes, tokenizer.encode(clusters).codes)
+    assert tokenizer.history.precision == loaded.history.precision == "bfloat16"
+    assert json.loads((tmp_path / "m" / "history.json").read_text())["precision"] == "bfloat16"
+
+
+def test_automatic_precision_is_bfloat16_only_on_a_cpu_that_has_it(monkeypatch, clusters):
+    native = fast_bfloat16("cpu") and fused_mlp_works(torch.bfloat16)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_dtype(None, cpu) == (torch.bfloat16 if native else torch.float32)
+    assert training_dtype(None, cuda) == torch.float32
+    assert training_dtype(False, cpu) == torch.float32 and training_dtype(True, cuda) == torch.bfloat16
+    monkeypatch.setattr(training, "fast_bfloat16", lambda device_type: False)
+    assert training_dtype(None, cpu) == torch.float32
+    tokenizer = RQVAE(2, 8, **TINY).fit(clusters, seed=0)
+    assert tokenizer.get_config()["bfloat16"] is None and tokenizer.history.precision == "float32"
 
 
 def _layer_by_layer(net: MLP, x: torch.Tensor) -> torch.Tensor:

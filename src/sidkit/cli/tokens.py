@@ -39,6 +39,8 @@ def fit(
     epochs: Annotated[int | None, typer.Option(help="Most training epochs (neural methods).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Items per training step (neural methods).")] = None,
     latent_dim: Annotated[int | None, typer.Option(help="Latent dimension (neural methods).")] = None,
+    precision: Annotated[str | None, typer.Option(help="Training GEMMs of the neural methods: auto (bfloat16 "
+                                                  "where the CPU has it natively), float32 or bfloat16.")] = None,
 ) -> None:
     """Fit a tokenizer on item embeddings and save it.
 
@@ -54,10 +56,17 @@ def fit(
         options["balanced"] = True
     if fit_sample is not None:
         options["fit_sample"] = fit_sample
-    neural = {name: value for name, value in (("epochs", epochs), ("batch_size", batch_size),
-                                              ("latent_dim", latent_dim)) if value is not None}
+    neural: dict[str, object] = {name: value for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                                                                 ("latent_dim", latent_dim)) if value is not None}
+    if precision is not None:
+        choices = {"auto": None, "float32": False, "bfloat16": True}
+        if precision.strip().lower() not in choices:
+            raise SidkitError(f"unknown precision '{precision}'", where="--precision",
+                              fix="use auto, float32 or bfloat16")
+        neural["bfloat16"] = choices[precision.strip().lower()]
     if neural and method.strip().lower() == "rq-kmeans":
-        raise SidkitError(f"--{', --'.join(n.replace('_', '-') for n in neural)} apply to the neural methods only",
+        flags = ("precision" if n == "bfloat16" else n.replace("_", "-") for n in neural)
+        raise SidkitError(f"--{', --'.join(flags)} apply to the neural methods only",
                           where="options", fix="drop them, or use --method rq-vae, rqp-vae, drq-vae or drq-vae-cl")
     tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, **options, **neural)
     fit_options = {"pairs": _train_pairs(method, data)} if method.strip().lower().endswith("-cl") else {}

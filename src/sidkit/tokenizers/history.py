@@ -62,11 +62,14 @@ class TrainingHistory:
         best_epoch: the epoch whose weights were kept (lowest validation loss); None when nothing
             was held out (the last epoch's weights are kept).
         stopped_early: True if training stopped before the configured number of epochs.
+        precision: dtype of the training steps' MLP GEMMs, "float32" or "bfloat16" (see
+            :class:`sidkit.tokenizers.training.TrainConfig`).
     """
 
     epochs: tuple[EpochRecord, ...]
     best_epoch: int | None
     stopped_early: bool
+    precision: str = "float32"
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -76,7 +79,7 @@ class TrainingHistory:
         return [record.train[name] for record in self.epochs]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+        return {"best_epoch": self.best_epoch, "stopped_early": self.stopped_early, "precision": self.precision,
                 "epochs": [record.to_dict() for record in self.epochs]}
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
@@ -94,6 +97,7 @@ class TrainingHistory:
         tensors[f"{PREFIX}seconds"] = torch.tensor([r.seconds for r in self.epochs], dtype=torch.float64)
         tensors[f"{PREFIX}best_epoch"] = torch.tensor([-1 if self.best_epoch is None else self.best_epoch])
         tensors[f"{PREFIX}stopped_early"] = torch.tensor([int(self.stopped_early)])
+        tensors[f"{PREFIX}bfloat16"] = torch.tensor([int(self.precision == "bfloat16")])
         return tensors
 
     @staticmethod
@@ -110,6 +114,7 @@ class TrainingHistory:
                      if key.startswith(f"{PREFIX}train.")}
             best = int(tensors[f"{PREFIX}best_epoch"][0])
             stopped = bool(tensors[f"{PREFIX}stopped_early"][0])
+            low = f"{PREFIX}bfloat16" in tensors and bool(tensors[f"{PREFIX}bfloat16"][0])
             records = tuple(
                 EpochRecord(epoch=i, train={name: values[i] for name, values in parts.items()},
                             validation=None if math.isnan(validation[i]) else validation[i],
@@ -119,7 +124,8 @@ class TrainingHistory:
         except (KeyError, IndexError, TypeError, ValueError) as error:
             raise DataError(f"the saved training history is incomplete: {error}", where="weights",
                             fix="save the model again") from error
-        return TrainingHistory(records, None if best < 0 else best, stopped)
+        return TrainingHistory(records, None if best < 0 else best, stopped,
+                               precision="bfloat16" if low else "float32")
 
     @staticmethod
     def without(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

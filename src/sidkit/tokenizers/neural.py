@@ -42,7 +42,7 @@ class NeuralTokenizer(Tokenizer):
     def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
                  hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
-                 patience: int | None = 10, bfloat16: bool = False, progress: bool | None = None) -> None:
+                 patience: int | None = 10, bfloat16: bool | None = None, progress: bool | None = None) -> None:
         super().__init__()
         self._sizes = _level_sizes(levels, codebook_size)
         self.latent_dim = _positive_int(latent_dim, "latent_dim")

@@ -26,7 +26,7 @@ from sidkit import distributed
 from sidkit.errors import ConfigError, SidkitError
 from sidkit.progress import Bar
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
-from sidkit.tokenizers.linear import gemm_dtype
+from sidkit.tokenizers.linear import fast_bfloat16, fused_mlp_works, gemm_dtype
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,12 @@ class TrainConfig:
             more than ``min_delta`` (relative); None never stops early.
         min_delta: relative improvement that counts.
         bfloat16: run the MLP GEMMs of the training steps in bfloat16 (float32 accumulation, weights,
-            optimizer, quantizer and losses; validation and encoding stay float32). About 1.7x faster
-            steps where bfloat16 is native (:func:`sidkit.tokenizers.linear.fast_bfloat16`), slower
-            where it is emulated.
+            optimizer, quantizer and losses; validation and encoding stay float32). None (the
+            default) turns it on where it is native on a CPU (AVX-512 BF16 or AMX:
+            :func:`sidkit.tokenizers.linear.fast_bfloat16`), where steps take about 0.7x the time and
+            reconstruction is unchanged within seed noise (docs/tokenizers.md); float32 elsewhere,
+            CUDA included. False always trains in float32; True always in bfloat16 (slower where
+            bfloat16 is emulated). The precision used is kept in ``TrainingHistory.precision``.
     """
 
     epochs: int = 100
@@ -55,7 +58,7 @@ class TrainConfig:
     validation_share: float = 0.1
     patience: int | None = 10
     min_delta: float = 1e-4
-    bfloat16: bool = False
+    bfloat16: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -73,8 +76,9 @@ class TrainConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not (lower_ok and value < high):
                 raise ConfigError(f"{name} must be a number in {'(' if name == 'learning_rate' else '['}"
                                   f"{low}, {high}), got {value!r}", where=name)
-        if not isinstance(self.bfloat16, bool):
-            raise ConfigError(f"bfloat16 must be True or False, got {self.bfloat16!r}", where="bfloat16")
+        if self.bfloat16 is not None and not isinstance(self.bfloat16, bool):
+            raise ConfigError(f"bfloat16 must be True, False or None (automatic), got {self.bfloat16!r}",
+                              where="bfloat16")
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,7 +134,7 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
                                   weight_decay=config.weight_decay, fused=x.device.type in ("cpu", "cuda"))
     steps = math.ceil(len(train_rows) / config.batch_size)
-    precision = torch.bfloat16 if config.bfloat16 else torch.float32
+    precision = training_dtype(config.bfloat16, x.device)
     records: list[EpochRecord] = []
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     stopped_early = False
@@ -180,7 +184,18 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     if best_state is not None:
         net.load_state_dict(best_state)
     net.train(False)
-    return TrainingHistory(tuple(records), best_epoch, stopped_early)
+    return TrainingHistory(tuple(records), best_epoch, stopped_early, precision=_DTYPE_NAMES[precision])
+
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+
+
+def training_dtype(bfloat16: bool | None, device: torch.device) -> torch.dtype:
+    """The dtype of the training steps' MLP GEMMs: ``bfloat16`` if set, else bfloat16 on a CPU that has it
+    natively (and passes the fused-MLP check) and float32 everywhere else."""
+    if bfloat16 is None:
+        bfloat16 = device.type == "cpu" and fast_bfloat16("cpu") and fused_mlp_works(torch.bfloat16)
+    return torch.bfloat16 if bfloat16 else torch.float32
 
 
 def split_rows(n: int, share: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
