@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from sidkit.distributed import DistributedContext, context
+from sidkit.tokenizers.base import load_tokenizer
 
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -103,6 +104,20 @@ def test_two_process_rq_vae_matches_one_process(tmp_path):
     np.testing.assert_allclose(ranks[0]["train"], single["train"], rtol=1e-3)
     np.testing.assert_allclose(ranks[0]["validation"], single["validation"], rtol=1e-3)
     np.testing.assert_allclose(ranks[0]["perplexity"], single["perplexity"], rtol=1e-3)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_cli_fit_under_torchrun_saves_once_and_exits_cleanly(tmp_path):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", (rng.normal(size=(8, 16))[rng.integers(0, 8, 400)]
+                                 + 0.3 * rng.normal(size=(400, 16))).astype(np.float32))
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+          "--master_port", str(_free_port()), "-m", "sidkit.cli", "fit", "--method", "rq-vae", "--levels", "2",
+          "--codebook-size", "8", "--latent-dim", "4", "--epochs", "2", "--batch-size", "64",
+          "--embeddings", str(tmp_path / "x.npy"), "--out", str(tmp_path / "model")], tmp_path)
+    model = load_tokenizer(tmp_path / "model")
+    assert model.history is not None and len(model.history) == 2
+    assert model.encode(np.load(tmp_path / "x.npy")).codes.shape == (400, 2)
 
 
 def test_without_torchrun_everything_is_a_no_op(monkeypatch):

@@ -48,7 +48,7 @@ def fit(
 
     Neural: `sidkit fit --method drq-vae-cl --codebook-size 64 --epochs 300 --data data/ml-100k --out models/drq-cl`
     """
-    from sidkit.distributed import init_from_env
+    from sidkit.distributed import init_from_env, shutdown
     from sidkit.tokenizers.factory import make_tokenizer
 
     options: dict[str, object] = {}
@@ -75,11 +75,12 @@ def fit(
     started = time.perf_counter()
     tokenizer.fit(x, device=device, seed=seed, **fit_options)
     seconds = time.perf_counter() - started
-    if not parallel.is_main:  # every rank holds the same model; rank 0 saves it
-        return
-    tokenizer.save(out)
-    console.print(f"fitted {method} ({levels} x {codebook_size}) on {len(x):,} x {x.shape[1]} embeddings "
-                  f"in {seconds:.1f} s; saved to {out}")
+    if parallel.is_main:  # every rank holds the same model; rank 0 saves it
+        tokenizer.save(out)
+        console.print(f"fitted {method} ({levels} x {codebook_size}) on {len(x):,} x {x.shape[1]} embeddings "
+                      f"in {seconds:.1f} s; saved to {out}")
+    # Leave the process group on success only: after a failure the other ranks may never reach the barrier.
+    shutdown()
 
 
 @app.command("encode")
