@@ -10,8 +10,9 @@ and outputs stay float32, so the optimizer, the quantizer and the losses never s
 
 ``MLP`` (Linear, ReLU, ..., Linear) on CPU runs as one autograd node: each layer is one oneDNN call
 with the bias and the ReLU fused in, and the backward pass hands oneDNN the transposed operands as
-strided views instead of copying them (a third less time per step than layer-by-layer autograd on
-MovieLens-sized batches). A one-time check against plain torch guards it, like ``affine_scores``.
+strided views instead of copying them (about a tenth less time per float32 training step than
+layer-by-layer autograd on MovieLens-sized batches). A one-time check against plain torch guards it,
+like ``affine_scores``.
 """
 
 from __future__ import annotations

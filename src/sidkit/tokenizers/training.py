@@ -184,10 +184,8 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     if best_state is not None:
         net.load_state_dict(best_state)
     net.train(False)
-    return TrainingHistory(tuple(records), best_epoch, stopped_early, precision=_DTYPE_NAMES[precision])
-
-
-_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+    return TrainingHistory(tuple(records), best_epoch, stopped_early,
+                           precision=str(precision).removeprefix("torch."))
 
 
 def training_dtype(bfloat16: bool | None, device: torch.device) -> torch.dtype:
