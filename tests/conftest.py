@@ -1,4 +1,4 @@
-"""Shared fixtures: MovieLens-100K and its embeddings are loaded once per test session."""
+"""Shared fixtures: MovieLens-100K and its embeddings, loaded once per test session; one torch thread."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def movielens_embeddings(movielens) -> np.ndarray:
     from sidkit.embed import embed_texts
 
     return embed_texts(list(movielens.catalog.text))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight other jobs for the cores); a module opts in
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -21,13 +21,7 @@ from sidkit.tokenizers.training import StepOutput, TrainConfig, split_rows, trai
 TINY = {"latent_dim": 4, "hidden_dims": (16, 8), "epochs": 3, "batch_size": 32, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

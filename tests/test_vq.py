@@ -7,14 +7,7 @@ import torch
 
 from sidkit.tokenizers.vq import ResidualVQ, rotate_to, smoothed_counts
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_straight_through_passes_the_gradient_unchanged_to_the_latents():
