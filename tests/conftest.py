@@ -20,6 +20,13 @@ def movielens():
 
 
 @pytest.fixture(scope="session")
+def movielens_1m():
+    from sidkit.data.movielens_1m import load_movielens_1m
+
+    return load_movielens_1m()
+
+
+@pytest.fixture(scope="session")
 def movielens_embeddings(movielens) -> np.ndarray:
     from sidkit.embed import embed_texts
 

@@ -17,21 +17,27 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="Dataset name: movielens-100k.")],
+    name: Annotated[str, typer.Argument(help="Dataset name: movielens-100k or movielens-1m.")],
     out: OutDir,
-    source: Annotated[Path | None, typer.Option(help="Local GroupLens or RecBole ml-100k directory "
+    source: Annotated[Path | None, typer.Option(help="Local GroupLens or RecBole directory of that dataset "
                                                 "instead of downloading.")] = None,
 ) -> None:
     """Write a public dataset as a dataset directory.
 
     Example: `sidkit data fetch movielens-100k --out data/ml-100k`
+
+    Larger: `sidkit data fetch movielens-1m --out data/ml-1m`
     """
     from sidkit.data.dataset import save_dataset
-    from sidkit.data.movielens import load_movielens_100k
 
-    if name.lower() not in ("movielens-100k", "ml-100k"):
-        raise SidkitError(f"unknown dataset '{name}'", where="NAME", fix="use movielens-100k")
-    dataset = load_movielens_100k(source)
+    key = name.lower()
+    if key in ("movielens-100k", "ml-100k"):
+        from sidkit.data.movielens import load_movielens_100k as load
+    elif key in ("movielens-1m", "ml-1m"):
+        from sidkit.data.movielens_1m import load_movielens_1m as load
+    else:
+        raise SidkitError(f"unknown dataset '{name}'", where="NAME", fix="use movielens-100k or movielens-1m")
+    dataset = load(source)
     save_dataset(dataset, out)
     _print_info(out)
 

