@@ -46,7 +46,7 @@ def test_errors_are_one_line_with_a_fix(tmp_path, capsys):
     assert main(["data", "info", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Fix:" in err and "Traceback" not in err
-    assert main(["data", "fetch", "movielens-1m", "--out", str(tmp_path)]) == 2
+    assert main(["data", "fetch", "movielens-10m", "--out", str(tmp_path)]) == 2
     assert "unknown dataset" in capsys.readouterr().err
 
 
