@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     x = mixture(args.items, args.dim, 256, args.seed)
     start = time.perf_counter()
-    tokenizer = RQKMeans(levels=args.levels, codebook_size=args.codebook_size).fit(x, seed=args.seed)
+    tokenizer = RQKMeans(levels=args.levels, codebook_size=args.codebook_size, seed=args.seed).fit(x)
     print(f"fit RQ-KMeans {args.levels} x {args.codebook_size} on {args.items:,} x {args.dim}: "
           f"{time.perf_counter() - start:.1f} s (not part of the timing below)")
 

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         data, model = scratch / "embeddings", scratch / "model"
         write_parquet_dataset(data, args.rows, args.dim, args.files, seed=0)
         sample = next(open_embeddings(data).chunks(65_536)).embeddings
-        RQKMeans(3, 256).fit(sample, seed=0).save(model)
+        RQKMeans(3, 256, seed=0).fit(sample).save(model)
 
         torch.set_num_threads(args.cpus)
         tokenizer = RQKMeans.load(model)

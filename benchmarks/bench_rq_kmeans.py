@@ -89,7 +89,7 @@ def gemm_rates(repeats: int = 20) -> dict[str, float]:
 
 
 def run_sidkit(x: np.ndarray, repeats: int) -> Row:
-    fit_s, model = timed(lambda: RQKMeans(levels=LEVELS, codebook_size=CODES).fit(x, seed=0), 1)
+    fit_s, model = timed(lambda: RQKMeans(levels=LEVELS, codebook_size=CODES, seed=0).fit(x), 1)
     assert isinstance(model, RQKMeans)
     model.encode(x[:20000])  # warm up
     encode_s, ids = timed(lambda: model.encode(x), repeats)

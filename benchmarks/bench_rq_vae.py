@@ -82,10 +82,10 @@ def sidkit_fit(x: np.ndarray, levels: int, codes: int, batch: int, *,
                bfloat16: bool | None = None) -> Callable[[int], object]:
     def fit(epochs: int) -> object:
         model = RQVAE(levels, codes, latent_dim=LATENT, hidden_dims=HIDDEN, epochs=epochs, batch_size=batch,
-                      validation_share=0.0, patience=None, bfloat16=bfloat16, progress=False)
+                      validation_share=0.0, patience=None, bfloat16=bfloat16, progress=False, seed=0)
         with warnings.catch_warnings():  # a few epochs do not leave the early collapse: no warning
             warnings.simplefilter("ignore", RuntimeWarning)
-            return model.fit(x, seed=0)
+            return model.fit(x)
 
     return fit
 

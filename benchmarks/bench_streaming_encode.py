@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {rows:,} x {args.dim} float32 ({data.stat().st_size / 2**30:.2f} GiB) in "
               f"{time.perf_counter() - started:.0f} s")
         sample = np.array(np.load(data, mmap_mode="r")[:CHUNK_ROWS])
-        RQKMeans(3, 256).fit(sample, seed=0).save(model)
+        RQKMeans(3, 256, seed=0).fit(sample).save(model)
         stream = child("stream", model, data, codes, 0)
         prefix_rows = min(rows, args.memory_rows)
         prefix = scratch / "prefix.npy"

@@ -112,9 +112,9 @@ def factories(setup: Setup, precision: str = "auto") -> dict[str, Callable[[], T
 def evaluate(method: str, tokenizer: Tokenizer, x: np.ndarray, pairs: BehaviourPairs, seed: int) -> Result:
     started, started_cpu = time.perf_counter(), time.process_time()
     if isinstance(tokenizer, DRQVAE) and tokenizer.contrastive:
-        tokenizer.fit(x, pairs=pairs, seed=seed)
+        tokenizer.set_params(seed=seed).fit(x, pairs=pairs)
     else:
-        tokenizer.fit(x, seed=seed)
+        tokenizer.set_params(seed=seed).fit(x)
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     report = basic_diagnostics(tokenizer, x, progress=False)
     ids = tokenizer.encode(x)

@@ -38,7 +38,7 @@ def main() -> None:
     tokenizer = args.out / "tokenizer"
     if not (tokenizer / "config.json").is_file():
         x = load_dataset(args.data).catalog.embeddings
-        RQKMeans(levels=3, codebook_size=64).fit(x, seed=0).save(tokenizer)
+        RQKMeans(levels=3, codebook_size=64, seed=0).fit(x).save(tokenizer)
     settings = RankSettings(**{**SETTINGS.to_dict(), "features": FEATURES, "jobs": args.jobs, "seeds": args.seeds})
     experiment = run_ranking(args.data, tokenizer, args.out, settings, log=print)
     print(markdown_summary(experiment))

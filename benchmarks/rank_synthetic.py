@@ -41,7 +41,7 @@ def main() -> None:
     if not (data / "manifest.json").is_file():
         write_synthetic(DATA, data)
     if not (tokenizer / "config.json").is_file():
-        RQKMeans(levels=3, codebook_size=64).fit(load_dataset(data).catalog.embeddings, seed=0).save(tokenizer)
+        RQKMeans(levels=3, codebook_size=64, seed=0).fit(load_dataset(data).catalog.embeddings).save(tokenizer)
     settings = RankSettings(**{**SETTINGS.to_dict(), "features": FEATURES, "jobs": args.jobs, "seeds": args.seeds})
     experiment = run_ranking(data, tokenizer, args.out, settings, log=print)
     print(markdown_summary(experiment))

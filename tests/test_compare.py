@@ -83,9 +83,9 @@ def test_contrastive_methods_get_the_train_pairs_only(monkeypatch):
     seen = {}
 
     class Recording(RQKMeans):
-        def fit(self, X, *, pairs=None, device="cpu", seed=0):  # type: ignore[override]
+        def fit(self, X, *, pairs=None, device="cpu"):  # type: ignore[override]
             seen["pairs"] = pairs
-            return super().fit(X, device=device, seed=seed)
+            return super().fit(X, device=device)
 
     monkeypatch.setitem(compare_module.METHODS, "fake-cl", Recording)
     train = np.array([[0, 1], [2, 3]])

@@ -36,8 +36,8 @@ SCRIPT = textwrap.dedent("""
     x = (centers[rng.integers(0, 12, 600)] + 0.3 * rng.normal(size=(600, 16))).astype(np.float32)
     # float32: bfloat16 rounding differs between a batch of 70 and two of 35 by more than the tolerance
     tokenizer = RQVAE(levels=2, codebook_size=8, latent_dim=4, hidden_dims=(16,), epochs=4, batch_size=70,
-                      patience=None, bfloat16=False, progress=False)
-    tokenizer.fit(x, seed=3)
+                      patience=None, bfloat16=False, progress=False, seed=3)
+    tokenizer.fit(x)
     weights = torch.cat([v.float().reshape(-1) for v in tokenizer.net.state_dict().values()])
     result = {"world": parallel.world_size, "rank": parallel.rank,
               "train": [epoch.train["loss"] for epoch in tokenizer.history.epochs],

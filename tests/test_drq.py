@@ -37,8 +37,8 @@ def pairs() -> BehaviourPairs:
 
 @pytest.fixture(scope="module")
 def fitted(clusters, pairs) -> dict[str, DRQVAE]:
-    return {"plain": DRQVAE(2, 8, **TINY).fit(clusters, seed=3),
-            "cl": DRQVAE(2, 8, contrastive=True, **TINY).fit(clusters, pairs=pairs, seed=3)}
+    return {"plain": DRQVAE(2, 8, **TINY, seed=3).fit(clusters),
+            "cl": DRQVAE(2, 8, contrastive=True, **TINY, seed=3).fit(clusters, pairs=pairs)}
 
 
 def test_kl_equals_its_closed_form():
@@ -108,7 +108,7 @@ def test_save_and_load_give_identical_codes(kind, clusters, fitted, tmp_path):
 
 
 def test_same_seed_same_codes_with_pairs(clusters, pairs, fitted):
-    again = DRQVAE(2, 8, contrastive=True, **TINY).fit(clusters, pairs=pairs, seed=3)
+    again = DRQVAE(2, 8, contrastive=True, **TINY, seed=3).fit(clusters, pairs=pairs)
     np.testing.assert_array_equal(again.encode(clusters).codes, fitted["cl"].encode(clusters).codes)
     assert again.history is not None and fitted["cl"].history is not None
     assert again.history.series("infonce") == fitted["cl"].history.series("infonce")
@@ -120,8 +120,8 @@ def test_contrastive_loss_pulls_pairs_together(clusters):
     train = BehaviourPairs(train=far, heldout=far[:1], split_time=0, window=1)
     options = {**TINY, "epochs": 6, "validation_share": 0.0}
     cosines = []
-    for model in (DRQVAE(1, 4, **options).fit(clusters, seed=0),
-                  DRQVAE(1, 4, contrastive=True, contrastive_weight=5.0, **options).fit(clusters, pairs=train, seed=0)):
+    for model in (DRQVAE(1, 4, **options, seed=0).fit(clusters),
+                  DRQVAE(1, 4, contrastive=True, contrastive_weight=5.0, **options, seed=0).fit(clusters, pairs=train)):
         with torch.no_grad():
             means = torch.nn.functional.normalize(model._net().latent_mean(torch.from_numpy(clusters)), dim=1)
         cosines.append(float((means[far[:, 0]] * means[far[:, 1]]).sum(1).mean()))

@@ -1,4 +1,4 @@
-"""SemanticIds: formats, prefixes, 64-bit packing, dedup digit, Arrow tables."""
+"""SemanticIds: sequence behaviour, formats, prefixes, 64-bit packing, dedup digit, Arrow tables."""
 
 from __future__ import annotations
 
@@ -46,6 +46,56 @@ def test_equals() -> None:
     changed[0, 0] = (changed[0, 0] + 1) % 8
     assert not ids.equals(SemanticIds(changed, ids.sizes))
     assert not ids.equals(ids.codes)
+
+
+def test_equality_is_by_value_and_ids_are_not_hashable() -> None:
+    ids = random_ids()
+    assert ids == SemanticIds(ids.codes.copy(), ids.sizes)
+    assert ids != SemanticIds(ids.codes, (9, 5, 3))
+    assert ids != random_ids(seed=1)
+    assert ids != ids.codes  # an array is not a SemanticIds: a plain False, no elementwise result
+    assert (ids == ids.codes) is False
+    with pytest.raises(TypeError):
+        hash(ids)
+
+
+def test_len_indexing_slicing_and_iteration_follow_the_rows() -> None:
+    ids = random_ids(10)
+    assert len(ids) == 10
+    assert ids[3] == tuple(int(c) for c in ids.codes[3]) and ids[-1] == tuple(ids.codes[9].tolist())
+    assert all(type(code) is int for code in ids[0])
+    head = ids[2:5]
+    assert isinstance(head, SemanticIds) and head.sizes == ids.sizes and len(head) == 3
+    np.testing.assert_array_equal(head.codes, ids.codes[2:5])
+    mask = ids.codes[:, 0] % 2 == 0
+    np.testing.assert_array_equal(ids[mask].codes, ids.codes[mask])
+    np.testing.assert_array_equal(ids[[9, 0, 9]].codes, ids.codes[[9, 0, 9]])
+    assert len(ids[[]]) == 0 and ids[[]].sizes == ids.sizes
+    assert list(ids) == [tuple(row) for row in ids.codes.tolist()]
+    assert [ids[i] for i in range(len(ids))] == list(ids)
+    with pytest.raises(IndexError):
+        ids[10]
+    with pytest.raises(TypeError, match="one index"):
+        ids[0, 1]  # type: ignore[call-overload]
+
+
+def test_numpy_sees_the_codes() -> None:
+    ids = random_ids(6)
+    array = np.asarray(ids)
+    assert array.shape == (6, 3) and array.dtype == np.int64
+    np.testing.assert_array_equal(array, ids.codes)
+    assert np.asarray(ids, dtype=np.int32).dtype == np.int32
+    copied = np.array(ids, copy=True)
+    copied[0, 0] += 1
+    assert copied[0, 0] != ids.codes[0, 0], "copy=True must not alias the codes"
+    assert np.unique(ids, axis=0).shape[1] == 3
+
+
+def test_repr_is_short_and_shows_some_sids() -> None:
+    ids = SemanticIds(np.array([[1, 2], [0, 3]]), (2, 4))
+    assert repr(ids) == "SemanticIds(2 items, sizes=(2, 4), [1-2, 0-3])"
+    assert repr(random_ids(5000)).startswith("SemanticIds(5,000 items, sizes=(8, 5, 3), [")
+    assert repr(random_ids(5000)).endswith(", ...])")
 
 
 # ----- strings -------------------------------------------------------------------------------------

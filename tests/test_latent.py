@@ -19,11 +19,11 @@ def x() -> np.ndarray:
 
 def small(cls):
     return cls(levels=2, codebook_size=8, latent_dim=6, hidden_dims=(32,), epochs=2, batch_size=128,
-               progress=False)
+               progress=False, seed=0)
 
 
 def test_drq_codes_are_rq_kmeans_of_the_latent(x):
-    tokenizer = small(DRQVAE).fit(x, seed=0)
+    tokenizer = small(DRQVAE).fit(x)
     latent = tokenizer.latent(x)
     assert latent.shape == (600, 6) and latent.dtype == np.float32
     np.testing.assert_array_equal(tokenizer.quantizer.encode(latent).codes, tokenizer.encode(x).codes)
@@ -31,7 +31,7 @@ def test_drq_codes_are_rq_kmeans_of_the_latent(x):
 
 @pytest.mark.parametrize("cls", [RQVAE, DRQVAE])
 def test_analytic_overlap_runs_in_the_latent_space(cls, x):
-    tokenizer = small(cls).fit(x, seed=0)
+    tokenizer = small(cls).fit(x)
     report = analytic_expected_overlap(tokenizer, x, rho=0.1)
     assert len(report.levels) == 2
     for level in report.levels:

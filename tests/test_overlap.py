@@ -44,7 +44,7 @@ def mixture(n: int, k: int, dim: int, *, separation: float, spread: float, seed:
 def clustered():
     """A well-separated mixture and a 2-level RQ-KMeans fitted on it."""
     x = mixture(3000, 16, 8, separation=1.0, spread=0.15, seed=1)
-    return x, RQKMeans(levels=2, codebook_size=16).fit(x, seed=0)
+    return x, RQKMeans(levels=2, codebook_size=16, seed=0).fit(x)
 
 
 # ----- array level: the identities -------------------------------------------------------------------
@@ -198,7 +198,7 @@ def test_empirical_matches_analytic_where_the_model_holds():
     the overlap of neighbouring codewords is small, they agree within 5%.
     """
     x = mixture(6000, 16, 8, separation=1.0, spread=0.01, seed=0)
-    tokenizer = RQKMeans(levels=1, codebook_size=16).fit(x, seed=0)
+    tokenizer = RQKMeans(levels=1, codebook_size=16, seed=0).fit(x)
     rhos = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
     empirical = overlap_sweep(tokenizer, x, rhos, samples=16, by="level", seed=0).series("level", 0)
     analytic = analytic_sweep(tokenizer, x, rhos).series("level", 0)

@@ -294,7 +294,7 @@ def test_movielens_representations_are_size_matched_and_train_only(movielens, mo
     from sidkit.tokenizers.rq_kmeans import RQKMeans
 
     data, _ = movielens_data
-    sids = RQKMeans(levels=3, codebook_size=64).fit(movielens_embeddings, seed=0).encode(movielens_embeddings)
+    sids = RQKMeans(levels=3, codebook_size=64, seed=0).fit(movielens_embeddings).encode(movielens_embeddings)
     names = ["hash", "sid-unigram", "sid-bigram", "sid-prefix", "hash+sid-prefix", "dense"]
     try:
         import sentencepiece  # noqa: F401

@@ -52,7 +52,7 @@ def small(tmp_path_factory):
         table = pa.table({"item_id": rows.astype(np.int64), "embedding": list(x[rows])})
         pq.write_table(table, root / "parts" / f"part-{part}.parquet")
     np.save(root / "x.npy", x)
-    tokenizer = RQKMeans(3, 16, refine_passes=0).fit(x, seed=0)
+    tokenizer = RQKMeans(3, 16, refine_passes=0, seed=0).fit(x)
     tokenizer.save(root / "model")
     return root, x, tokenizer
 

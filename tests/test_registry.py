@@ -29,7 +29,7 @@ def catalog():
 @pytest.fixture(scope="module")
 def model(catalog, tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
-    RQKMeans(2, 4, refine_passes=0).fit(catalog[:1000], seed=1).save(path)  # 16 SIDs: many collisions
+    RQKMeans(2, 4, refine_passes=0, seed=1).fit(catalog[:1000]).save(path)  # 16 SIDs: many collisions
     return path
 
 
@@ -86,7 +86,7 @@ def test_another_model_is_refused(catalog, model, tmp_path):
     path = tmp_path / "r.sqlite"
     assign(path, model, chunks(catalog[:100], np.arange(100)))
     other = tmp_path / "other"
-    RQKMeans(2, 4, refine_passes=0).fit(catalog[:1000], seed=9).save(other)
+    RQKMeans(2, 4, refine_passes=0, seed=9).fit(catalog[:1000]).save(other)
     with pytest.raises(ConfigError, match="built with model"):
         assign(path, other, chunks(catalog[100:200], np.arange(100, 200)))
     assert len(lookup(path, range(200))) == 100

@@ -28,7 +28,7 @@ def data() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def fitted(data: np.ndarray) -> RQKMeans:
-    return RQKMeans(levels=3, codebook_size=[16, 8, 8]).fit(data, seed=0)
+    return RQKMeans(levels=3, codebook_size=[16, 8, 8], seed=0).fit(data)
 
 
 def residual_walk_float64(x: np.ndarray, codebooks: list[np.ndarray]) -> np.ndarray:
@@ -94,7 +94,7 @@ def test_save_load_gives_identical_codes(fitted: RQKMeans, data: np.ndarray, tmp
 
 def test_seed_reproduces_and_another_differs(data: np.ndarray) -> None:
     def codes(seed: int) -> np.ndarray:
-        return RQKMeans(levels=2, codebook_size=16).fit(data, seed=seed).encode(data).codes
+        return RQKMeans(levels=2, codebook_size=16, seed=seed).fit(data).encode(data).codes
 
     np.testing.assert_array_equal(codes(3), codes(3))
     assert not np.array_equal(codes(3), codes(4))

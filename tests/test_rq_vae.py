@@ -79,7 +79,7 @@ def test_bfloat16_gemms_stay_close_to_float32_and_keep_float32_gradients():
 
 
 def test_bfloat16_training_option_is_saved(clusters, tmp_path):
-    tokenizer = RQVAE(2, 8, bfloat16=True, **TINY).fit(clusters, seed=0)
+    tokenizer = RQVAE(2, 8, bfloat16=True, **TINY, seed=0).fit(clusters)
     assert tokenizer.get_config()["bfloat16"] is True
     tokenizer.save(tmp_path / "m")
     loaded = load_tokenizer(tmp_path / "m")
@@ -96,7 +96,7 @@ def test_automatic_precision_is_bfloat16_only_on_a_cpu_that_has_it(monkeypatch, 
     assert training_dtype(False, cpu) == torch.float32 and training_dtype(True, cuda) == torch.bfloat16
     monkeypatch.setattr(training, "fast_bfloat16", lambda device_type: False)
     assert training_dtype(None, cpu) == torch.float32
-    tokenizer = RQVAE(2, 8, **TINY).fit(clusters, seed=0)
+    tokenizer = RQVAE(2, 8, **TINY, seed=0).fit(clusters)
     assert tokenizer.get_config()["bfloat16"] is None and tokenizer.history.precision == "float32"
 
 
@@ -151,8 +151,8 @@ def fitted(clusters) -> dict[type, RQVAE]:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    models = {RQVAE: RQVAE(2, 8, **TINY).fit(clusters, seed=7),
-              RQPVAE: RQPVAE(2, 8, rotation_trick=True, **TINY).fit(clusters, seed=7)}
+    models = {RQVAE: RQVAE(2, 8, **TINY, seed=7).fit(clusters),
+              RQPVAE: RQPVAE(2, 8, rotation_trick=True, **TINY, seed=7).fit(clusters)}
     assert torch.equal(torch.rand(3), expected), "fit must not move the global torch RNG"
     return models
 
@@ -176,7 +176,7 @@ def test_fit_encode_decode_shapes_and_history(cls, clusters, fitted):
 @pytest.mark.parametrize("cls", [RQVAE, RQPVAE])
 def test_same_seed_same_codes_and_weights(cls, clusters, fitted):
     first = fitted[cls]
-    second = cls(**first.get_config(), progress=False).fit(clusters, seed=7)
+    second = cls(**first.get_params()).fit(clusters)
     np.testing.assert_array_equal(first.encode(clusters).codes, second.encode(clusters).codes)
     for (name, a), (_, b) in zip(first._state_dict().items(), second._state_dict().items(), strict=True):
         if name != "history.seconds":
@@ -235,8 +235,8 @@ def test_collapse_is_warned_about():
 
 
 def test_codebooks_start_from_kmeans_on_encoder_outputs(clusters):
-    tokenizer = RQVAE(1, 6, **{**TINY, "epochs": 1, "learning_rate": 1e-9, "validation_share": 0.0})
-    tokenizer.fit(clusters, seed=0)
+    tokenizer = RQVAE(1, 6, **{**TINY, "epochs": 1, "learning_rate": 1e-9, "validation_share": 0.0}, seed=0)
+    tokenizer.fit(clusters)
     # With a negligible learning rate the k-means start is what we see: six clusters, six codes.
     codes = tokenizer.encode(clusters).codes[:, 0]
     assert len(np.unique(codes)) == 6

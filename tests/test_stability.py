@@ -28,7 +28,7 @@ def relabel(codes: np.ndarray, sizes, seed: int) -> np.ndarray:
 def fitted():
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(1500, 12)) + 3 * rng.normal(size=(12, 12))[rng.integers(0, 12, 1500)]).astype(np.float32)
-    return x, RQKMeans(levels=3, codebook_size=8).fit(x, seed=0)
+    return x, RQKMeans(levels=3, codebook_size=8, seed=0).fit(x)
 
 
 def test_a_tokenizer_against_itself_with_permuted_code_labels_is_fully_stable(fitted, tmp_path):

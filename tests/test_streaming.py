@@ -25,7 +25,7 @@ def data():
     rng = np.random.default_rng(3)
     centers = rng.normal(size=(30, 12))
     x = (centers[rng.integers(0, 30, 3000)] + 0.4 * rng.normal(size=(3000, 12))).astype(np.float32)
-    tokenizer = RQKMeans(3, 16, refine_passes=0).fit(x, seed=2)
+    tokenizer = RQKMeans(3, 16, refine_passes=0, seed=2).fit(x)
     return x, tokenizer
 
 

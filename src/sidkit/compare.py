@@ -413,14 +413,15 @@ def fit_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: Compar
     pairs_in_constructor = needs_pairs and "pairs" in accepted
     if pairs_in_constructor:
         options["pairs"] = pairs.train
+    options["seed"] = seed
     tokenizer = make_tokenizer(key, levels=settings.levels, codebook_size=settings.codebook_size, **options)
     if needs_pairs and not pairs_in_constructor:
         if "pairs" not in _parameters(tokenizer.fit):
             raise ConfigError(f"{key} needs behaviour pairs, but neither its constructor nor its fit() takes "
                               "a `pairs` argument", where=key, fix="give the tokenizer a pairs=(P, 2) argument")
         fit: Any = tokenizer.fit
-        return fit(x, pairs=pairs.train, device=settings.device, seed=seed)
-    return tokenizer.fit(x, device=settings.device, seed=seed)
+        return fit(x, pairs=pairs.train, device=settings.device)
+    return tokenizer.fit(x, device=settings.device)
 
 
 def write_outputs(comparison: ComparisonResult, *, report: bool = True) -> None:

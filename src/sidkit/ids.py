@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, overload
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +31,14 @@ _TOKENS_WHOLE = re.compile(r"(?:<[a-z]+_[0-9]+>)+")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, repr=False)
 class SemanticIds:
     """Codes of N items over L levels.
+
+    Behaves like a sequence of SIDs: ``len(ids)`` is N; ``ids[i]`` is item i's SID as a tuple of L
+    ints; ``ids[2:5]``, ``ids[mask]`` and ``ids[[0, 7]]`` are SemanticIds of those rows (same sizes);
+    iterating yields the tuples; ``np.asarray(ids)`` is the (N, L) int64 codes; ``==`` compares by
+    value (same sizes and codes), so SemanticIds are not hashable.
 
     Attributes:
         codes: (N, L) int64, ``codes[i, l]`` in ``[0, sizes[l])``.
@@ -69,6 +74,55 @@ class SemanticIds:
 
     def __len__(self) -> int:
         return int(self.codes.shape[0])
+
+    @overload
+    def __getitem__(self, index: int | np.integer) -> tuple[int, ...]: ...
+
+    @overload
+    def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> SemanticIds: ...
+
+    def __getitem__(self, index: int | np.integer | slice | Sequence[int] | np.ndarray
+                    ) -> tuple[int, ...] | SemanticIds:
+        """Item ``index``'s SID as a tuple of ints, or the SemanticIds of a slice, mask or row list."""
+        if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
+            n = len(self)
+            if not -n <= index < n:
+                raise IndexError(f"item {index} is out of range for {n} SIDs")
+            return tuple(int(code) for code in self.codes[index])
+        if isinstance(index, tuple):
+            raise TypeError("SemanticIds take one index (rows); for a level use ids.codes[:, level]")
+        rows = index if isinstance(index, slice) else np.asarray(index)
+        if not isinstance(rows, slice) and rows.dtype.kind not in "biu":
+            if rows.size:
+                raise TypeError(f"SemanticIds are indexed by ints, slices or boolean masks, not {rows.dtype}")
+            rows = rows.astype(np.int64)  # an empty list selects nothing
+        return SemanticIds(self.codes[rows].reshape(-1, self.levels), self.sizes)
+
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
+        """Each item's SID, a tuple of L ints."""
+        for row in self.codes.tolist():
+            yield tuple(row)
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        """The (N, L) codes, so ``np.asarray(ids)`` works (a copy only when asked or for another dtype)."""
+        if copy:
+            return self.codes.astype(dtype or self.codes.dtype, copy=True)
+        return self.codes if dtype is None else self.codes.astype(dtype, copy=False)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal by value: the same sizes and the same codes, row by row."""
+        if not isinstance(other, SemanticIds):
+            return NotImplemented
+        return self.equals(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and the codes array is mutable
+    # No ufuncs: ``ids == array`` is then a plain False rather than an elementwise comparison, and
+    # arithmetic on codes has to say so (``ids.codes + 1``).
+    __array_ufunc__ = None
+
+    def __repr__(self) -> str:
+        shown = self.to_strings() if len(self) <= 4 else [*self[:3].to_strings(), "..."]
+        return f"SemanticIds({len(self):,} items, sizes={self.sizes}, [{', '.join(shown)}])"
 
     @property
     def levels(self) -> int:

@@ -68,12 +68,12 @@ def fit(
         flags = ("precision" if n == "bfloat16" else n.replace("_", "-") for n in neural)
         raise SidkitError(f"--{', --'.join(flags)} apply to the neural methods only",
                           where="options", fix="drop them, or use --method rq-vae, rqp-vae, drq-vae or drq-vae-cl")
-    tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, **options, **neural)
+    tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, seed=seed, **options, **neural)
     fit_options = {"pairs": _train_pairs(method, data)} if method.strip().lower().endswith("-cl") else {}
     x = _embeddings_from(embeddings, data)
     parallel = init_from_env()  # under torchrun: join the job first, so "cuda" means this rank's GPU
     started = time.perf_counter()
-    tokenizer.fit(x, device=device, seed=seed, **fit_options)
+    tokenizer.fit(x, device=device, **fit_options)
     seconds = time.perf_counter() - started
     if parallel.is_main:  # every rank holds the same model; rank 0 saves it
         tokenizer.save(out)

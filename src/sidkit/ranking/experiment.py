@@ -634,7 +634,7 @@ def quick_rank(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]
         raise DataError(f"the dataset in {data_dir} has no embeddings.npy", where=str(data_dir),
                         fix=f"run `sidkit embed --data {data_dir}` first")
     model_dir = Path(out_dir) / "tokenizer"
-    RQKMeans(levels=levels, codebook_size=codebook_size).fit(x, seed=0).save(model_dir)
+    RQKMeans(levels=levels, codebook_size=codebook_size, seed=0).fit(x).save(model_dir)
     return run_ranking(data_dir, model_dir, out_dir, settings, log=log)
 
 

@@ -8,11 +8,17 @@ input checks, batching, devices, and the on-disk format:
     <dir>/config.json          {"format": "sidkit-tokenizer", "format_version", "sidkit_version",
                                 "tokenizer": class name, "config": constructor arguments, "dim", ...}
     <dir>/weights.safetensors  the tensors of ``_state_dict()``
+
+Tokenizers follow scikit-learn's estimator conventions: every setting, the random ``seed``
+included, is an explicit keyword of the constructor, stored unchanged; ``get_params()`` /
+``set_params(**params)`` read and write them, ``repr`` shows the ones that differ from the
+defaults, and ``fit(X)`` takes only the data (and a device).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 from abc import ABC, abstractmethod
@@ -71,9 +77,17 @@ def load_tokenizer(directory: str | os.PathLike[str], *, device: str | torch.dev
 
 
 class Tokenizer(ABC):
-    """Abstract base of every tokenizer. Subclasses call ``super().__init__()`` and register themselves."""
+    """Abstract base of every tokenizer. Subclasses call ``super().__init__(seed=seed)`` and register themselves.
 
-    def __init__(self) -> None:
+    Args:
+        seed: the random seed of ``fit`` (sampling, initialization, data order): the same seed and
+            data give the same codes. Saved in ``config.json`` with the other settings.
+    """
+
+    def __init__(self, *, seed: int = 0) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {seed!r}", where="seed")
+        self.seed = int(seed)
         self._dim: int | None = None
         self._device = torch.device("cpu")
 
@@ -86,7 +100,7 @@ class Tokenizer(ABC):
 
     @abstractmethod
     def get_config(self) -> dict[str, Any]:
-        """Constructor arguments as JSON values: ``type(self)(**get_config())`` is an unfitted copy."""
+        """Every constructor argument as JSON values: ``type(self)(**get_config())`` is an unfitted copy."""
 
     @abstractmethod
     def _fit(self, x: np.ndarray, *, device: torch.device, seed: int) -> None:
@@ -133,13 +147,43 @@ class Tokenizer(ABC):
         """Where the weights live and where encode/decode compute."""
         return self._device
 
-    def fit(self, X: Any, *, device: str | torch.device = "cpu", seed: int = 0) -> Self:
-        """Fit on (N, D) embeddings ``X`` (numpy, memory-mapped or torch); returns ``self``."""
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments by name (scikit-learn's ``get_params``; ``deep`` is accepted and
+        changes nothing, a tokenizer holds no sub-estimators): ``type(t)(**t.get_params())`` is an
+        unfitted copy of ``t``. In the constructor's order."""
+        config = self.get_config()
+        order = constructor_parameters(type(self))
+        return {**{name: config[name] for name in order if name in config}, **config}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change constructor arguments (checked as the constructor checks them); returns ``self``.
+
+        A fitted tokenizer becomes unfitted: its weights were learnt with the old settings, so
+        ``t.set_params(seed=1).fit(X)`` refits rather than mixing the two.
+        """
+        names = constructor_parameters(type(self))
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no parameter {', '.join(map(repr, unknown))}",
+                              where="set_params", fix=f"use some of: {', '.join(names)}")
+        fresh = type(self)(**{**self.get_params(), **params})
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {name: parameter.default for name, parameter in
+                    inspect.signature(type(self)).parameters.items()
+                    if parameter.default is not inspect.Parameter.empty}
+        shown = [f"{name}={value!r}" for name, value in self.get_params().items()
+                 if name not in defaults or _as_json(value) != _as_json(defaults[name])]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def fit(self, X: Any, *, device: str | torch.device = "cpu") -> Self:
+        """Fit on (N, D) embeddings ``X`` (numpy, memory-mapped or torch), seeded by ``self.seed``; returns ``self``."""
         x = check_embeddings(X, where="fit(X)")
         target = resolve_device(device)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ConfigError(f"seed must be an integer, got {seed!r}", where="seed")
-        self._fit(x, device=target, seed=int(seed))
+        self._fit(x, device=target, seed=self.seed)
         self._dim = int(x.shape[1])
         self._device = target
         return self
@@ -251,6 +295,19 @@ class Tokenizer(ABC):
             width = fn(torch.zeros((1, self.levels), dtype=torch.int64, device=self._device)).shape[1]
             return np.zeros((0, width), dtype=np.float32)
         return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def constructor_parameters(cls: type[Tokenizer]) -> tuple[str, ...]:
+    """The keyword parameters of ``cls``'s constructor, in signature order."""
+    return tuple(name for name, parameter in inspect.signature(cls).parameters.items()
+                 if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` with tuples as lists, as get_config writes them, so defaults compare equal."""
+    if isinstance(value, (list, tuple)):
+        return [_as_json(item) for item in value]
+    return value
 
 
 def check_embeddings(X: Any, *, where: str, expected_dim: int | None = None) -> np.ndarray:

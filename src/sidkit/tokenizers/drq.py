@@ -90,7 +90,7 @@ class DRQVAE(NeuralTokenizer):
 
     Args:
         levels, codebook_size, latent_dim, hidden_dims, epochs, batch_size, learning_rate,
-            weight_decay, validation_share, patience, progress: see
+            weight_decay, validation_share, patience, bfloat16, progress, seed: see
             :class:`sidkit.tokenizers.neural.NeuralTokenizer`.
         beta_kl: weight of the KL term.
         contrastive: add the InfoNCE loss on behaviour pairs (DRQ-VAE+CL); ``fit`` then needs ``pairs``.
@@ -101,13 +101,20 @@ class DRQVAE(NeuralTokenizer):
 
     Example:
         >>> pairs = behaviour_pairs(dataset.interactions, dataset.catalog)  # doctest: +SKIP
-        >>> DRQVAE(3, 256, contrastive=True).fit(embeddings, pairs=pairs)  # doctest: +SKIP
+        >>> DRQVAE(3, 256, contrastive=True, seed=0).fit(embeddings, pairs=pairs)  # doctest: +SKIP
     """
 
-    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, beta_kl: float = 1e-3,
+    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
+                 hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
+                 patience: int | None = 10, bfloat16: bool | None = None, beta_kl: float = 1e-3,
                  contrastive: bool = False, temperature: float = 0.1, contrastive_weight: float = 0.1,
-                 kmeans_sample: int | None = None, balanced: bool = False, **options: Any) -> None:
-        super().__init__(levels, codebook_size, **options)
+                 kmeans_sample: int | None = None, balanced: bool = False, progress: bool | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(levels, codebook_size, latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                         batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+                         validation_share=validation_share, patience=patience, bfloat16=bfloat16,
+                         progress=progress, seed=seed)
         for name, value, positive in (("beta_kl", beta_kl, False), ("temperature", temperature, True),
                                       ("contrastive_weight", contrastive_weight, False)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
@@ -120,7 +127,7 @@ class DRQVAE(NeuralTokenizer):
         self.temperature = float(temperature)
         self.contrastive_weight = float(contrastive_weight)
         # RQKMeans checks its own settings now, before any training.
-        self.quantizer = RQKMeans(levels, list(self._sizes), fit_sample=kmeans_sample, balanced=balanced)
+        self.quantizer = RQKMeans(levels, list(self._sizes), fit_sample=kmeans_sample, balanced=balanced, seed=seed)
         self._pairs: np.ndarray | None = None
 
     def get_config(self) -> dict[str, Any]:
@@ -129,7 +136,7 @@ class DRQVAE(NeuralTokenizer):
                 "kmeans_sample": self.quantizer.fit_sample, "balanced": self.quantizer.balanced}
 
     def fit(self, X: Any, *, pairs: BehaviourPairs | np.ndarray | None = None,
-            device: str | torch.device = "cpu", seed: int = 0) -> Self:
+            device: str | torch.device = "cpu") -> Self:
         """Fit on (N, D) ``X``. With ``contrastive=True``, ``pairs`` are required: BehaviourPairs (its
         ``train`` split is used, never ``heldout``) or a (P, 2) int array of rows of ``X``."""
         if self.contrastive and pairs is None:
@@ -142,7 +149,7 @@ class DRQVAE(NeuralTokenizer):
                               fix="use DRQVAE(contrastive=True) to train on them, or leave pairs out")
         self._pairs = None if pairs is None else _pair_rows(pairs)
         try:
-            return super().fit(X, device=device, seed=seed)
+            return super().fit(X, device=device)
         finally:
             self._pairs = None
 
@@ -171,7 +178,7 @@ class DRQVAE(NeuralTokenizer):
             net.items = net.pairs = None
         with torch.no_grad():
             means = torch.cat([net.latent_mean(chunk) for chunk in data.split(CHUNK_ROWS)])
-        self.quantizer.fit(means.cpu().numpy(), device=device, seed=seed)
+        self.quantizer.fit(means.cpu().numpy(), device=device)
         self.net = net
 
     def _net(self) -> DRQVAENet:

@@ -20,7 +20,7 @@ from sidkit.errors import ConfigError, DataError
 from sidkit.io import write_json
 from sidkit.tokenizers.base import DEFAULT_BATCH_SIZE, Tokenizer, check_embeddings
 from sidkit.tokenizers.history import TrainingHistory
-from sidkit.tokenizers.rq_kmeans import _level_sizes
+from sidkit.tokenizers.rq_kmeans import _level_sizes, codebook_size_json, codebook_size_param
 from sidkit.tokenizers.training import TrainConfig
 
 HISTORY_FILE = "history.json"
@@ -36,15 +36,22 @@ class NeuralTokenizer(Tokenizer):
         hidden_dims: widths of the encoder's hidden layers; the decoder mirrors them.
         epochs, batch_size, learning_rate, weight_decay, validation_share, patience, bfloat16:
             training, see :class:`sidkit.tokenizers.training.TrainConfig`.
-        progress: show a progress bar (None: when stderr is a terminal).
+        progress: show a progress bar (None: when stderr is a terminal; elsewhere a log line per
+            epoch group, see :mod:`sidkit.progress`).
+        seed: random seed of initialization, the validation split and the data order.
+
+    Subclasses spell all of these out in their own signatures (no ``**options``), so that
+    ``help()``, completion and ``get_params`` show every setting.
     """
 
     def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
                  hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
-                 patience: int | None = 10, bfloat16: bool | None = None, progress: bool | None = None) -> None:
-        super().__init__()
+                 patience: int | None = 10, bfloat16: bool | None = None, progress: bool | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(seed=seed)
         self._sizes = _level_sizes(levels, codebook_size)
+        self.codebook_size = codebook_size_param(codebook_size)
         self.latent_dim = _positive_int(latent_dim, "latent_dim")
         if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
             raise ConfigError(f"hidden_dims must be a list of layer widths, got {hidden_dims!r}", where="hidden_dims")
@@ -63,10 +70,11 @@ class NeuralTokenizer(Tokenizer):
 
     def get_config(self) -> dict[str, Any]:
         c = self.train_config
-        return {"levels": len(self._sizes), "codebook_size": list(self._sizes), "latent_dim": self.latent_dim,
-                "hidden_dims": list(self.hidden_dims), "epochs": c.epochs, "batch_size": c.batch_size,
-                "learning_rate": c.learning_rate, "weight_decay": c.weight_decay,
-                "validation_share": c.validation_share, "patience": c.patience, "bfloat16": c.bfloat16}
+        return {"levels": len(self._sizes), "codebook_size": codebook_size_json(self.codebook_size),
+                "latent_dim": self.latent_dim, "hidden_dims": list(self.hidden_dims), "epochs": c.epochs,
+                "batch_size": c.batch_size, "learning_rate": c.learning_rate, "weight_decay": c.weight_decay,
+                "validation_share": c.validation_share, "patience": c.patience, "bfloat16": c.bfloat16,
+                "progress": self.progress, "seed": self.seed}
 
     def latent(self, X: Any, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """The (N, Q) float32 latent vectors that level 0 quantizes, for (N, D) embeddings ``X``.

@@ -42,18 +42,20 @@ class RQKMeans(Tokenizer):
             to the best place given the other levels' codes and re-encodes, and is kept only if the
             training error drops. Costs about one encode of the training sample per round.
         chunk_size: rows per GEMM block (default: a 16 MiB score block).
+        seed: random seed of the training sample and the k-means seeding.
 
     Example:
-        >>> tokenizer = RQKMeans(levels=3, codebook_size=256).fit(embeddings)  # doctest: +SKIP
+        >>> tokenizer = RQKMeans(levels=3, codebook_size=256, seed=0).fit(embeddings)  # doctest: +SKIP
         >>> ids = tokenizer.encode(embeddings)  # ids.codes: (N, 3) int64  # doctest: +SKIP
     """
 
     def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *,
                  balanced: bool = False, balance_factor: float = 1.25, fit_sample: int | None = None,
                  max_iter: int = 25, tol: float = 1e-4, init_sample: int | None = None,
-                 refine_passes: int = 3, chunk_size: int | None = None) -> None:
-        super().__init__()
+                 refine_passes: int = 3, chunk_size: int | None = None, seed: int = 0) -> None:
+        super().__init__(seed=seed)
         self._sizes = _level_sizes(levels, codebook_size)
+        self.codebook_size = codebook_size_param(codebook_size)
         for name, value in (("fit_sample", fit_sample), ("init_sample", init_sample)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer or None, got {value!r}", where=name)
@@ -80,10 +82,10 @@ class RQKMeans(Tokenizer):
         return self._sizes
 
     def get_config(self) -> dict[str, Any]:
-        return {"levels": len(self._sizes), "codebook_size": list(self._sizes), "balanced": self.balanced,
-                "balance_factor": self.balance_factor, "fit_sample": self.fit_sample,
+        return {"levels": len(self._sizes), "codebook_size": codebook_size_json(self.codebook_size),
+                "balanced": self.balanced, "balance_factor": self.balance_factor, "fit_sample": self.fit_sample,
                 "max_iter": self.max_iter, "tol": self.tol, "init_sample": self.init_sample,
-                "refine_passes": self.refine_passes, "chunk_size": self.chunk_size}
+                "refine_passes": self.refine_passes, "chunk_size": self.chunk_size, "seed": self.seed}
 
     def _fit(self, x: np.ndarray, *, device: torch.device, seed: int) -> None:
         n = x.shape[0]
@@ -182,6 +184,18 @@ class RQKMeans(Tokenizer):
                                 where="weights", fix="save the model again")
             codebooks.append(tensor.float().contiguous())
         self.codebooks = codebooks
+
+
+def codebook_size_param(codebook_size: int | Sequence[int]) -> int | tuple[int, ...]:
+    """``codebook_size`` as given (one int, or a tuple of per-level ints), for get_params."""
+    if isinstance(codebook_size, (int, np.integer)):
+        return int(codebook_size)  # _level_sizes has refused booleans already
+    return tuple(int(size) for size in codebook_size)
+
+
+def codebook_size_json(codebook_size: int | tuple[int, ...]) -> int | list[int]:
+    """``codebook_size`` as config.json stores it: an int, or a list of per-level ints."""
+    return codebook_size if isinstance(codebook_size, int) else list(codebook_size)
 
 
 def _level_sizes(levels: Any, codebook_size: Any) -> tuple[int, ...]:

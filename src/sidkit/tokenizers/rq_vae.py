@@ -95,7 +95,7 @@ class RQVAE(NeuralTokenizer):
 
     Args:
         levels, codebook_size, latent_dim, hidden_dims, epochs, batch_size, learning_rate,
-            weight_decay, validation_share, patience, progress: see
+            weight_decay, validation_share, patience, bfloat16, progress, seed: see
             :class:`sidkit.tokenizers.neural.NeuralTokenizer`.
         beta: weight of the commitment term.
         rotation_trick: pass gradients through the quantizer by the rotation trick instead of the
@@ -107,13 +107,20 @@ class RQVAE(NeuralTokenizer):
     through the decoder to (N, D).
 
     Example:
-        >>> tokenizer = RQVAE(levels=3, codebook_size=256).fit(embeddings)  # doctest: +SKIP
+        >>> tokenizer = RQVAE(levels=3, codebook_size=256, epochs=50, seed=0).fit(embeddings)  # doctest: +SKIP
         >>> tokenizer.history.epochs[-1].perplexity  # per-level perplexity  # doctest: +SKIP
     """
 
-    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, beta: float = 0.25,
-                 rotation_trick: bool = False, kmeans_sample: int | None = None, **options: Any) -> None:
-        super().__init__(levels, codebook_size, **options)
+    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
+                 hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
+                 patience: int | None = 10, bfloat16: bool | None = None, beta: float = 0.25,
+                 rotation_trick: bool = False, kmeans_sample: int | None = None, progress: bool | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(levels, codebook_size, latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                         batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+                         validation_share=validation_share, patience=patience, bfloat16=bfloat16,
+                         progress=progress, seed=seed)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
             raise ConfigError(f"beta must be a number >= 0, got {beta!r}", where="beta")
         if not isinstance(rotation_trick, bool):
@@ -164,8 +171,8 @@ class RQVAE(NeuralTokenizer):
         rows = train_rows[torch.randperm(len(train_rows), generator=generator)[:size].sort().values]
         with torch.no_grad():
             latents = torch.cat([net.encode(data[chunk.to(data.device)]) for chunk in rows.split(65_536)])
-        kmeans = RQKMeans(self.levels, list(self._sizes), fit_sample=size)
-        kmeans.fit(latents.cpu().numpy(), device=data.device, seed=seed)
+        kmeans = RQKMeans(self.levels, list(self._sizes), fit_sample=size, seed=seed)
+        kmeans.fit(latents.cpu().numpy(), device=data.device)
         net.quantizer.init_codebooks(kmeans.codebooks)
 
     def _net(self) -> RQVAENet:
@@ -201,9 +208,17 @@ class RQPVAE(RQVAE):
         Others: as :class:`RQVAE`.
     """
 
-    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, decay: float = 0.99,
-                 dead_code_steps: int = 20, **options: Any) -> None:
-        super().__init__(levels, codebook_size, **options)
+    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, latent_dim: int = 32,
+                 hidden_dims: Sequence[int] = (512, 256, 128), epochs: int = 100, batch_size: int = 256,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, validation_share: float = 0.1,
+                 patience: int | None = 10, bfloat16: bool | None = None, beta: float = 0.25,
+                 rotation_trick: bool = False, kmeans_sample: int | None = None, decay: float = 0.99,
+                 dead_code_steps: int = 20, progress: bool | None = None, seed: int = 0) -> None:
+        super().__init__(levels, codebook_size, latent_dim=latent_dim, hidden_dims=hidden_dims, epochs=epochs,
+                         batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+                         validation_share=validation_share, patience=patience, bfloat16=bfloat16, beta=beta,
+                         rotation_trick=rotation_trick, kmeans_sample=kmeans_sample, progress=progress,
+                         seed=seed)
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
             raise ConfigError(f"decay must be a number in (0, 1), got {decay!r}", where="decay",
                               fix="use for example 0.99")
