@@ -1,6 +1,6 @@
 """Lazy package faces: ``from sidkit import RQKMeans`` without importing torch until a name is used.
 
-A package lists its public names and the module each comes from; :func:`lazy_exports` returns the
+A package lists its public names by the module that defines them; :func:`lazy_exports` returns the
 module-level ``__getattr__`` and ``__dir__`` (PEP 562) that import the module on first access and
 cache the name in the package. Type checkers see the same names through ``if TYPE_CHECKING:``
 imports in the package itself.
@@ -14,13 +14,15 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 
-def lazy_exports(package: str, names: Mapping[str, str], submodules: Collection[str] = ()
+def lazy_exports(package: str, exports: Mapping[str, Collection[str]], submodules: Collection[str] = ()
                  ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package``, whose public ``names`` live in modules ``names[name]``.
+    """``__getattr__`` and ``__dir__`` for ``package``, whose public names ``exports[module]`` live in ``module``.
 
     ``submodules`` are subpackages reachable as attributes without an import of their own
     (``import sidkit; sidkit.tokenizers.RQKMeans``), as torch allows.
     """
+
+    names = {name: module for module, module_names in exports.items() for name in module_names}
 
     def __getattr__(name: str) -> Any:
         module_name = names.get(name)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from sidkit.cli.app import app, console
-from sidkit.diagnostics.basic import BasicDiagnostics
 from sidkit.errors import SidkitError
+
+if TYPE_CHECKING:  # the diagnostics import torch: only when a command runs, so `sidkit --help` stays fast
+    from sidkit.diagnostics.basic import BasicDiagnostics
 
 BACKENDS = ("local", "ray")
 Backend = Annotated[str, typer.Option("--backend", help="local (stream in this process) or ray (Ray Data; "

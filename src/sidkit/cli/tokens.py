@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from sidkit.cli.app import Device, app, console
 from sidkit.cli.scale import Backend, RayActors, RayAddress, diagnose_result, encode_command
 from sidkit.errors import SidkitError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EmbeddingsFile = Annotated[Path | None, typer.Option("--embeddings", help="Embeddings file (.npy, memory-mapped, "
                                                     "or .parquet).")]

@@ -1,1 +1,61 @@
-"""Multi-task rankers that take item representations (hashed ids, Semantic IDs) as features."""
+"""Multi-task rankers that take item representations (hashed ids, Semantic IDs) as features.
+
+Models (:class:`DNN`, :class:`SharedBottom`, :class:`MMoE`, :class:`PLE`, :class:`DTN`, any
+registered one through :func:`build_model`), their training (:func:`train_model`), and the
+experiment runner :func:`run_ranking` (feature sets x seeds, intervals, report).
+
+    from sidkit.ranking import run_ranking, RankSettings
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sidkit._exports import lazy_exports
+
+# Public name -> the module that defines it; imported on first use.
+_EXPORTS = {
+    "sidkit.ranking.experiment": ("run_ranking", "quick_rank", "RankSettings", "RankingExperiment"),
+    "sidkit.ranking.models": ("ModelConfig", "MultiTaskRanker", "DNN", "SharedBottom", "MMoE", "PLE", "build_model",
+                              "register_model", "model_names"),
+    "sidkit.ranking.dtn": ("DTN", "DTNConfig"),
+    "sidkit.ranking.data": ("build_ranking_data",),
+    "sidkit.ranking.types": ("RankingData", "RankingSplit"),
+    "sidkit.ranking.training": ("train_model", "TrainConfig", "TrainResult"),
+    "sidkit.ranking.metrics": ("roc_auc", "RankingMetrics"),
+    "sidkit.ranking.importance": ("permutation_importance", "FeatureImportance"),
+}
+__all__ = [*(name for names in _EXPORTS.values() for name in names)]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from sidkit.ranking.data import build_ranking_data as build_ranking_data
+    from sidkit.ranking.dtn import DTN as DTN, DTNConfig as DTNConfig
+    from sidkit.ranking.experiment import (
+        RankingExperiment as RankingExperiment,
+        RankSettings as RankSettings,
+        quick_rank as quick_rank,
+        run_ranking as run_ranking,
+    )
+    from sidkit.ranking.importance import (
+        FeatureImportance as FeatureImportance,
+        permutation_importance as permutation_importance,
+    )
+    from sidkit.ranking.metrics import RankingMetrics as RankingMetrics, roc_auc as roc_auc
+    from sidkit.ranking.models import (
+        DNN as DNN,
+        PLE as PLE,
+        MMoE as MMoE,
+        ModelConfig as ModelConfig,
+        MultiTaskRanker as MultiTaskRanker,
+        SharedBottom as SharedBottom,
+        build_model as build_model,
+        model_names as model_names,
+        register_model as register_model,
+    )
+    from sidkit.ranking.training import (
+        TrainConfig as TrainConfig,
+        TrainResult as TrainResult,
+        train_model as train_model,
+    )
+    from sidkit.ranking.types import RankingData as RankingData, RankingSplit as RankingSplit
