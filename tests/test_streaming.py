@@ -188,7 +188,7 @@ def test_cli_encode_streams_a_parquet_directory_and_diagnose_matches(data, parqu
     tokenizer.save(tmp_path / "model")
     out = tmp_path / "codes.parquet"
     assert main(["encode", "--model", str(tmp_path / "model"), "--embeddings", str(parquet_dir),
-                 "--out", str(out), "--batch-size", "500"]) == 0
+                 "--out", str(out), "--chunk-rows", "500"]) == 0
     table = pq.read_table(out)
     assert SemanticIds.from_table(table).equals(tokenizer.encode(x)) and table.num_rows == len(x)
     assert main(["diagnose", "--model", str(tmp_path / "model"), "--embeddings", str(parquet_dir),

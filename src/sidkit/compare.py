@@ -49,7 +49,7 @@ from sidkit.ids import SemanticIds
 from sidkit.io import atomic_path, write_json, write_text
 from sidkit.report.tables import format_value, markdown_table
 from sidkit.tokenizers.base import Tokenizer
-from sidkit.tokenizers.factory import METHODS, make_tokenizer
+from sidkit.tokenizers.factory import METHODS, default_codebook_size, make_tokenizer
 
 METRICS_FILE = "metrics.json"
 SUMMARY_FILE = "summary.md"
@@ -275,15 +275,6 @@ def summary_table(comparison: ComparisonResult, metrics: Sequence[str] = TERMINA
     for key in metrics:
         table.add_row(METRIC_NAMES.get(key, key), *[format_value(row[key], formats[key]) for row in rows])
     return table
-
-
-def default_codebook_size(num_items: int) -> int:
-    """256 codes per level, or fewer for small catalogs: the largest power of two with at least 16
-    items per level-0 code on average, and at least 8 (ML-100K's 1,682 items: 64)."""
-    size = 8
-    while size * 2 <= min(256, num_items // 16):
-        size *= 2
-    return size
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:

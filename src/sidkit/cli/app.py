@@ -3,10 +3,55 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich import box
+from rich.console import Console, ConsoleDimensions
+from rich.table import Table
+from rich.text import Text
+
+from sidkit import __version__
+
+# Off a terminal, lines are as wide as their content: a log file has no width to fit.
+PLAIN_WIDTH = 10_000
+
+
+class CliConsole(Console):
+    """rich's Console, in plain text when it does not write to a terminal (a log file, a pipe).
+
+    There, tables come out as markdown tables at their full width (never cells cut to ``0.5…``),
+    without colour or control codes, and text lines are not wrapped. ``COLUMNS`` still sets a width.
+    """
+
+    @property
+    def plain(self) -> bool:
+        return not self.is_terminal
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dimensions = super().size
+        if self.plain and self._width is None and not self._environ.get("COLUMNS", "").isdigit():
+            return ConsoleDimensions(PLAIN_WIDTH, dimensions.height)
+        return dimensions
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.plain and any(isinstance(item, Table) for item in objects):
+            objects = tuple(self._markdown(item) if isinstance(item, Table) else item for item in objects)
+        super().print(*objects, **kwargs)
+
+    def _markdown(self, table: Table) -> Text:
+        """``table`` as a markdown table (title above it), without the padding lines rich adds."""
+        table.box, table.show_edge = box.MARKDOWN, True
+        with self.capture() as captured:
+            super().print(table)
+        lines = [line.rstrip() for line in captured.get().splitlines() if line.strip()]
+        return Text("\n".join(lines))
+
 
 app = typer.Typer(
     name="sidkit",
@@ -16,9 +61,47 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-console = Console()
-err_console = Console(stderr=True)
+console = CliConsole()
+err_console = CliConsole(stderr=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"sidkit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print sidkit's version and exit.")] = False) -> None:
+    """Semantic IDs for recommendation: data, tokenizers, diagnostics and rankers."""
+
 
 DataDir = Annotated[Path, typer.Option("--data", help="Dataset directory (items.parquet, interactions.parquet, ...).")]
 OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.")]
 Device = Annotated[str, typer.Option(help="torch device: cpu or cuda.")]
+ProgressFlag = Annotated[bool | None, typer.Option(
+    "--progress/--no-progress", show_default=False,
+    help="Progress bars even when stderr is not a terminal / no progress at all. Default: bars on a "
+    "terminal, elsewhere (a log) a plain progress line every 20 s of long work.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into --out even if it is a non-empty "
+                                         "directory, replacing what the command writes there.")]
+
+
+def use_progress(progress: bool | None) -> None:
+    """Apply a command's ``--progress/--no-progress`` to everything it runs (see :mod:`sidkit.progress`)."""
+    from sidkit.progress import set_progress
+
+    set_progress(progress)
+
+
+def check_out_dir(out: Path, overwrite: bool, *, option: str = "--out") -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty directory without ``--overwrite``."""
+    from sidkit.errors import SidkitError
+
+    if out.exists() and not out.is_dir():
+        raise SidkitError(f"{out} is a file, not a directory", where=option,
+                          fix="pass a directory path (new or empty)")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SidkitError(f"{out} is not empty", where=option,
+                          fix="choose a new or empty directory, or pass --overwrite to write into it")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sidkit.cli.app import DataDir, Device, OutDir, app, console
+from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
 from sidkit.errors import SidkitError
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ def compare(
                                             help="Refit each method with another seed and compare.")] = True,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     device: Device = "cpu",
+    overwrite: Overwrite = False,
+    progress: ProgressFlag = None,
 ) -> None:
     """Fit tokenizers, compute every diagnostic, write metrics.json, summary.md and report.html.
 
@@ -40,6 +42,8 @@ def compare(
     """
     from sidkit.compare import CompareSettings, run_comparison
 
+    use_progress(progress)
+    check_out_dir(out, overwrite)
     settings = CompareSettings(levels=levels, codebook_size=codebook_size, rhos=_floats(rho, "--rho"),
                                reference_rho=reference_rho, samples=samples, epochs=epochs, seed=seed,
                                stability=stability, device=device)

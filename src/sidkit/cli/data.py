@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import DataDir, Device, OutDir, app, console
+from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
 from sidkit.errors import SidkitError
 
 data_app = typer.Typer(help="Fetch, generate and inspect dataset directories.", no_args_is_help=True)
@@ -21,6 +21,7 @@ def data_fetch(
     out: OutDir,
     source: Annotated[Path | None, typer.Option(help="Local GroupLens or RecBole directory of that dataset "
                                                 "instead of downloading.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a public dataset as a dataset directory.
 
@@ -37,6 +38,7 @@ def data_fetch(
         from sidkit.data.movielens_1m import load_movielens_1m as load
     else:
         raise SidkitError(f"unknown dataset '{name}'", where="NAME", fix="use movielens-100k or movielens-1m")
+    check_out_dir(out, overwrite)
     dataset = load(source)
     save_dataset(dataset, out)
     _print_info(out)
@@ -50,7 +52,7 @@ def data_synth(
     interactions: Annotated[int, typer.Option(help="Number of impressions.")] = 200_000,
     dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty output directory.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Generate a synthetic dataset with a known topic hierarchy, labels `click` and `like`.
 
@@ -72,6 +74,7 @@ def data_import(
     embeddings: Annotated[Path | None, typer.Option(help="Embeddings (.npy or .parquet), aligned "
                                                     "with the items file.")] = None,
     users: Annotated[Path | None, typer.Option(help="Optional user features file.")] = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Validate your own files and write them as a dataset directory.
 
@@ -80,6 +83,7 @@ def data_import(
     from sidkit.data.dataset import save_dataset
     from sidkit.data.files import dataset_from_files
 
+    check_out_dir(out, overwrite)
     save_dataset(dataset_from_files(items, interactions, embeddings, users), out)
     _print_info(out)
 
@@ -98,6 +102,7 @@ def embed(
     data: DataDir,
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 128,
     device: Device = "cpu",
+    progress: ProgressFlag = None,
 ) -> None:
     """Embed item text with the bundled all-MiniLM-L6-v2 model into DIR/embeddings.npy.
 
@@ -105,6 +110,7 @@ def embed(
     """
     from sidkit.embed import embed_dataset
 
+    use_progress(progress)
     embed_dataset(data, batch_size=batch_size, device=device)
     _print_info(data)
 

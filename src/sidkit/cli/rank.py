@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import DataDir, Device, OutDir, app, console
+from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
 
 if TYPE_CHECKING:
     from sidkit.ranking.experiment import RankingExperiment
@@ -45,6 +45,8 @@ def rank(
     threads: Annotated[int, typer.Option(help="torch threads per worker.")] = 1,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     device: Device = "cpu",
+    overwrite: Overwrite = False,
+    progress: ProgressFlag = None,
 ) -> None:
     """Train a ranker per feature set and seed; write metrics.json, summary.md and report.html.
 
@@ -54,6 +56,8 @@ def rank(
     """
     from sidkit.ranking.experiment import RankSettings, run_ranking
 
+    use_progress(progress)
+    check_out_dir(out, overwrite)
     settings = RankSettings(features=tuple(features.split(",")), model=model, seeds=seeds,
                             budget=None if natural_size else budget, history=history, negatives=negatives,
                             item_holdout=item_holdout, split=split, epochs=epochs, batch_size=batch_size,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import app, console
+from sidkit.cli.app import ProgressFlag, app, check_out_dir, console, use_progress
 from sidkit.errors import SidkitError
 
 if TYPE_CHECKING:  # the diagnostics import torch: only when a command runs, so `sidkit --help` stays fast
@@ -22,6 +22,7 @@ Backend = Annotated[str, typer.Option("--backend", help="local (stream in this p
 RayAddress = Annotated[str | None, typer.Option("--address", help="Ray cluster to join (`auto`, or "
                                                 "ray://HOST:10001); default: start a local Ray.")]
 RayActors = Annotated[int | None, typer.Option("--actors", help="Ray tokenizer actors (default: one per CPU).")]
+ChunkRows = Annotated[int, typer.Option("--chunk-rows", help="Rows read and encoded at a time (memory grows with it).")]
 
 
 def embeddings_path(embeddings: Path | None, data: Path | None) -> Path:
@@ -47,16 +48,17 @@ def _check_backend(backend: str, address: str | None) -> str:
     return choice
 
 
-def encode_command(model: Path, out: Path, embeddings: Path | None, data: Path | None, *, batch_size: int,
+def encode_command(model: Path, out: Path, embeddings: Path | None, data: Path | None, *, chunk_rows: int,
                    device: str, backend: str = "local", address: str | None = None,
-                   actors: int | None = None) -> None:
+                   actors: int | None = None, overwrite: bool = False) -> None:
     """`sidkit encode`: stream the input through the tokenizer into ``out``, locally or on Ray."""
     choice = _check_backend(backend, address)
     source_path = embeddings_path(embeddings, data)
     if choice == "ray":
         from sidkit.backends.ray_backend import RayOptions, ray_encode
 
-        options = RayOptions(address=address, actors=actors, batch_rows=batch_size, device=device)
+        check_out_dir(out, overwrite)
+        options = RayOptions(address=address, actors=actors, batch_rows=chunk_rows, device=device)
         on_ray = ray_encode(model, source_path, out, options)
         console.print(f"wrote {on_ray.num_items:,} Semantic IDs ({on_ray.levels} levels) as parquet files under "
                       f"{out} in {on_ray.seconds:.1f} s (Ray)")
@@ -75,7 +77,7 @@ def encode_command(model: Path, out: Path, embeddings: Path | None, data: Path |
 
         item_ids = load_dataset(data, embeddings=False).catalog.item_ids
     source = open_embeddings(source_path if data is None else source_path / "embeddings.npy")
-    result = stream_encode(tokenizer, source, out, item_ids=item_ids, chunk_rows=batch_size)  # type: ignore[arg-type]
+    result = stream_encode(tokenizer, source, out, item_ids=item_ids, chunk_rows=chunk_rows)  # type: ignore[arg-type]
     console.print(f"wrote {result.num_items:,} Semantic IDs ({result.levels} levels) to {out}")
 
 
@@ -104,7 +106,8 @@ def assign(
                                               "embeddings.npy.")] = None,
     embeddings: Annotated[Path | None, typer.Option("--embeddings", help="Or a parquet file/directory with "
                                                     "item_id and embedding columns.")] = None,
-    chunk_rows: Annotated[int, typer.Option(help="Rows read and encoded at a time.")] = 65_536,
+    chunk_rows: ChunkRows = 65_536,
+    progress: ProgressFlag = None,
 ) -> None:
     """Give new items SIDs in a registry; items already there keep theirs.
 
@@ -116,6 +119,7 @@ def assign(
     from sidkit.registry import assign as assign_items
     from sidkit.stream.source import open_dataset_embeddings, open_embeddings
 
+    use_progress(progress)
     path = embeddings_path(embeddings, data)
     source = open_dataset_embeddings(path) if data is not None else open_embeddings(path)
     result = assign_items(registry, model, source, chunk_rows=chunk_rows)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import Device, app, console
-from sidkit.cli.scale import Backend, RayActors, RayAddress, diagnose_result, encode_command
+from sidkit.cli.app import Device, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.scale import Backend, ChunkRows, RayActors, RayAddress, diagnose_result, encode_command
 from sidkit.errors import SidkitError
 
 if TYPE_CHECKING:
@@ -29,7 +29,10 @@ def fit(
     method: Annotated[str, typer.Option(help="Tokenizer: rq-kmeans, rq-vae, rqp-vae, drq-vae or drq-vae-cl "
                                         "(needs --data: it trains on the dataset's behaviour pairs).")] = "rq-kmeans",
     levels: Annotated[int, typer.Option(help="Code levels L.")] = 3,
-    codebook_size: Annotated[int, typer.Option(help="Codes per level K.")] = 256,
+    codebook_size: Annotated[int | None, typer.Option(help="Codes per level K. Default: 256, or for a small "
+                                                      "catalog the largest power of two with at least 16 items "
+                                                      "per code, at least 8 (1,682 items: 64; 4,096+: 256).",
+                                                      show_default=False)] = None,
     embeddings: EmbeddingsFile = None,
     data: OptionalData = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same codes.")] = 0,
@@ -43,6 +46,8 @@ def fit(
     latent_dim: Annotated[int | None, typer.Option(help="Latent dimension (neural methods).")] = None,
     precision: Annotated[str | None, typer.Option(help="Training GEMMs of the neural methods: auto (bfloat16 "
                                                   "where the CPU has it natively), float32 or bfloat16.")] = None,
+    overwrite: Overwrite = False,
+    progress: ProgressFlag = None,
 ) -> None:
     """Fit a tokenizer on item embeddings and save it.
 
@@ -51,8 +56,10 @@ def fit(
     Neural: `sidkit fit --method drq-vae-cl --codebook-size 64 --epochs 300 --data data/ml-100k --out models/drq-cl`
     """
     from sidkit.distributed import init_from_env, shutdown
-    from sidkit.tokenizers.factory import make_tokenizer
+    from sidkit.tokenizers.factory import default_codebook_size, make_tokenizer
 
+    use_progress(progress)
+    check_out_dir(out, overwrite)
     options: dict[str, object] = {}
     if balanced:
         options["balanced"] = True
@@ -70,9 +77,11 @@ def fit(
         flags = ("precision" if n == "bfloat16" else n.replace("_", "-") for n in neural)
         raise SidkitError(f"--{', --'.join(flags)} apply to the neural methods only",
                           where="options", fix="drop them, or use --method rq-vae, rqp-vae, drq-vae or drq-vae-cl")
+    x = _embeddings_from(embeddings, data)
+    if codebook_size is None:
+        codebook_size = default_codebook_size(len(x))
     tokenizer = make_tokenizer(method, levels=levels, codebook_size=codebook_size, seed=seed, **options, **neural)
     fit_options = {"pairs": _train_pairs(method, data)} if method.strip().lower().endswith("-cl") else {}
-    x = _embeddings_from(embeddings, data)
     parallel = init_from_env()  # under torchrun: join the job first, so "cuda" means this rank's GPU
     started = time.perf_counter()
     tokenizer.fit(x, device=device, **fit_options)
@@ -92,11 +101,15 @@ def encode(
                                       "when --data is given, level columns, sid string).")],
     embeddings: EmbeddingsFile = None,
     data: OptionalData = None,
-    batch_size: Annotated[int, typer.Option(help="Rows per encode batch.")] = 65_536,
+    chunk_rows: ChunkRows = 65_536,
     device: Device = "cpu",
     backend: Backend = "local",
     address: RayAddress = None,
     actors: RayActors = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="With --backend ray (--out is a directory): "
+                                            "write into a non-empty one.")] = False,
+    progress: ProgressFlag = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
 ) -> None:
     """Encode embeddings into Semantic IDs with a fitted tokenizer.
 
@@ -107,8 +120,12 @@ def encode(
 
     On Ray: `sidkit encode --model models/rqk --embeddings emb/ --out codes/ --backend ray --address auto`
     """
-    encode_command(model, out, embeddings, data, batch_size=batch_size, device=device, backend=backend,
-                   address=address, actors=actors)
+    if batch_size is not None:
+        raise SidkitError("--batch-size of `sidkit encode` is now --chunk-rows (rows read and encoded at a time, "
+                          "as in `sidkit assign`)", where="--batch-size", fix=f"write --chunk-rows {batch_size}")
+    use_progress(progress)
+    encode_command(model, out, embeddings, data, chunk_rows=chunk_rows, device=device, backend=backend,
+                   address=address, actors=actors, overwrite=overwrite)
 
 
 @app.command("diagnose")
@@ -120,11 +137,13 @@ def diagnose(
     device: Device = "cpu",
     backend: Backend = "local",
     address: RayAddress = None,
+    progress: ProgressFlag = None,
 ) -> None:
     """Code usage per level, SID collisions and reconstruction of a fitted tokenizer (streamed, any size).
 
     Example: `sidkit diagnose --model models/rqk --data data/ml-100k --json diagnostics.json`
     """
+    use_progress(progress)
     result = diagnose_result(model, embeddings, data, device=device, backend=backend, address=address)
     levels = Table(title=f"code usage ({result.usage.num_items:,} items)")
     for column in ("level", "size", "active", "dead", "perplexity", "entropy ratio", "gini"):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from sidkit import distributed
 from sidkit.errors import ConfigError, DataError
-from sidkit.progress import Bar, progress_enabled
+from sidkit.progress import Bar
 from sidkit.ranking.metrics import roc_auc
 from sidkit.ranking.models import MultiTaskRanker
 from sidkit.ranking.types import RankingData, RankingSplit
@@ -291,8 +291,7 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
     best_score, best_epoch, best_state = -math.inf, 0, None
     since_best = 0
     started = time.perf_counter()
-    with Bar("training", config.epochs * steps,
-             enabled=progress_enabled(config.progress) and parallel.is_main) as bar:
+    with Bar("training", config.epochs * steps, enabled=config.progress if parallel.is_main else False) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
             epoch_start = time.perf_counter()
