@@ -126,7 +126,7 @@ def test_bad_texts(texts: object, match: str) -> None:
 
 
 def test_bad_settings(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="neither a directory nor a model in the local Hugging Face cache"):
         embed_texts(["x"], model=tmp_path / "no-such-model")
     with pytest.raises(ConfigError, match="unknown device"):
         embed_texts(["x"], device="gpu-please")
@@ -150,3 +150,43 @@ def test_import_is_light() -> None:
             "heavy = [m for m in ('sentence_transformers', 'transformers', 'torch') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _fake_hub_cache(root: Path, repo: str) -> Path:
+    """A Hugging Face cache holding ``repo`` as a snapshot whose files link to the bundled model's."""
+    snapshot = root / f"models--{repo.replace('/', '--')}" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    for source in Path(embed.bundled_model_path()).iterdir():
+        (snapshot / source.name).symlink_to(source)
+    (root / f"models--{repo.replace('/', '--')}" / "refs").mkdir()
+    (root / f"models--{repo.replace('/', '--')}" / "refs" / "main").write_text("0123abc")
+    return snapshot
+
+
+def test_a_model_name_resolves_in_the_local_hub_cache_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot = _fake_hub_cache(tmp_path / "hub", "sentence-transformers/my-minilm")
+    assert embed.resolve_model("sentence-transformers/my-minilm") == ("sentence-transformers/my-minilm", str(snapshot))
+    assert embed.resolve_model("my-minilm") == ("my-minilm", str(snapshot))  # short sentence-transformers name
+    with pytest.raises(ConfigError, match="huggingface-cli download"):
+        embed.resolve_model("someone/not-cached-model")
+    named = embed_texts(TEXTS[:3], model="my-minilm", cache=False, progress=False)
+    np.testing.assert_allclose(named, embed_texts(TEXTS[:3], cache=False, progress=False), atol=1e-6)
+
+
+def test_cli_embed_with_another_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sidkit.cli import main
+
+    catalog = ItemCatalog(np.array([1, 2]), np.array(["space travel movie", "pasta recipes"], dtype=object))
+    directory = save_dataset(Dataset(catalog, Interactions(np.array([1]), np.array([2]), np.array([1]))),
+                             tmp_path / "data")
+    copy = tmp_path / "my-model"
+    copy.mkdir()
+    for source in Path(embed.bundled_model_path()).iterdir():
+        (copy / source.name).symlink_to(source)
+    assert main(["embed", "--data", str(directory), "--model", str(copy), "--no-progress"]) == 0
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["embedding_model"] == "my-model" and manifest["embedding_dim"] == MODEL_DIM
+    assert main(["embed", "--data", str(directory), "--model", "no-such-model-anywhere"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model-anywhere" in err and "Fix:" in err and "Traceback" not in err

@@ -40,18 +40,38 @@ def bundled_model_path() -> str:
 
 
 def resolve_model(model: str | os.PathLike[str] | None) -> tuple[str, str]:
-    """(name, directory) of ``model``: None or ``MODEL_NAME`` is the bundled one, else a local directory."""
+    """(name, directory) of ``model``: None or ``MODEL_NAME`` is the bundled one; else a local
+    sentence-transformers directory, or a Hugging Face model name (``sentence-transformers/all-mpnet-base-v2``,
+    or short ``all-mpnet-base-v2``) already in the local Hugging Face cache: sidkit never downloads."""
     if model is None or str(model) == MODEL_NAME:
-        path = bundled_model_path()
-        name = MODEL_NAME
-    else:
-        path = str(Path(model).expanduser())
-        name = Path(path).name or path
-    if not Path(path).is_dir():
-        raise ConfigError(f"embedding model directory {path} does not exist", where="model",
-                          fix=f"pass a local sentence-transformers model directory, or leave model unset "
-                          f"to use the bundled {MODEL_NAME}")
-    return name, path
+        return MODEL_NAME, bundled_model_path()
+    candidate = Path(model).expanduser()
+    if candidate.is_dir():
+        return candidate.name or str(candidate), str(candidate)
+    cached = cached_hub_model(str(model))
+    if cached is None:
+        raise ConfigError(f"embedding model {str(model)!r} is neither a directory nor a model in the local "
+                          "Hugging Face cache", where="model",
+                          fix=f"pass a local sentence-transformers directory; download a named model once "
+                          f"(`huggingface-cli download sentence-transformers/NAME`); or leave it unset for "
+                          f"the bundled {MODEL_NAME}")
+    return str(model), cached
+
+
+def cached_hub_model(name: str) -> str | None:
+    """The local snapshot directory of Hugging Face model ``name`` (short names are tried under
+    ``sentence-transformers/`` too), or None when it is not cached. Never downloads."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    cache = os.environ.get("HF_HUB_CACHE") or None
+    for repo in (name, f"sentence-transformers/{name}") if "/" not in name else (name,):
+        try:
+            return str(snapshot_download(repo, local_files_only=True, cache_dir=cache))
+        except Exception:  # not cached, or not a valid repo name: both mean "not here"
+            continue
+    return None
 
 
 def model_identity(model: str | os.PathLike[str] | None = None) -> str:
@@ -128,7 +148,8 @@ def embed_texts(texts: Sequence[str] | np.ndarray, *, model: str | os.PathLike[s
                 progress: bool | None = None) -> np.ndarray:
     """Embed ``texts`` (N strings) into float32 (N, D) unit vectors; D = 384 for the bundled model.
 
-    ``model`` is a local sentence-transformers directory (default: the bundled all-MiniLM-L6-v2).
+    ``model`` is a local sentence-transformers directory or a model name in the local Hugging Face
+    cache (default: the bundled all-MiniLM-L6-v2; see :func:`resolve_model`).
     With ``cache`` the result is read from / written to ``cache_dir("embeddings")``; a hit does not load
     the model. ``progress`` shows a bar over batches (None: when stderr is a terminal).
     """

@@ -67,24 +67,48 @@ def data_synth(
 
 @data_app.command("import")
 def data_import(
-    items: Annotated[Path, typer.Option(help="Items file (.parquet/.csv) with item_id and text.")],
-    interactions: Annotated[Path, typer.Option(help="Interactions file (.parquet/.csv) with user_id, "
-                                               "item_id, timestamp, and rating/label columns.")],
     out: OutDir,
+    items: Annotated[Path | None, typer.Option(help="Items file (.parquet/.csv/.tsv) with item_id and text.")] = None,
+    interactions: Annotated[Path | None, typer.Option(help="Interactions file (.parquet/.csv/.tsv) with user_id, "
+                                                      "item_id, timestamp, and rating/label columns.")] = None,
+    recbole: Annotated[Path | None, typer.Option(help="Or a RecBole dataset: the directory holding NAME.inter, "
+                                                 "NAME.item (and NAME.user), or the .inter file.")] = None,
+    column_map: Annotated[list[str] | None, typer.Option(
+        "--map", help="NAME=COLUMN: read sidkit's column NAME (user_id, item_id, timestamp, rating, text, a "
+        "label) from your COLUMN; repeat it, e.g. --map user_id=userId --map item_id=movieId.")] = None,
     embeddings: Annotated[Path | None, typer.Option(help="Embeddings (.npy or .parquet), aligned "
                                                     "with the items file.")] = None,
     users: Annotated[Path | None, typer.Option(help="Optional user features file.")] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Validate your own files and write them as a dataset directory.
+    """Validate your own files (or a RecBole dataset) and write them as a dataset directory.
 
     Example: `sidkit data import --items items.csv --interactions events.parquet --embeddings emb.npy --out data/mine`
+
+    Other names: `sidkit data import --items movies.csv --interactions ratings.csv --map item_id=movieId
+    --map user_id=userId --map text=title --out data/ml`
+
+    RecBole: `sidkit data import --recbole dataset/ml-100k --out data/ml-100k`
     """
     from sidkit.data.dataset import save_dataset
-    from sidkit.data.files import dataset_from_files
+    from sidkit.data.files import dataset_from_files, parse_column_mapping
 
+    mapping = parse_column_mapping(column_map or [])
+    if recbole is not None:
+        if items is not None or interactions is not None or users is not None or embeddings is not None:
+            raise SidkitError("--recbole reads items, interactions and users from the atomic files", where="options",
+                              fix="give either --recbole DIR or --items and --interactions")
+        from sidkit.data.recbole import load_recbole
+
+        check_out_dir(out, overwrite)
+        save_dataset(load_recbole(recbole, columns=mapping), out)
+        _print_info(out)
+        return
+    if items is None or interactions is None:
+        raise SidkitError("give --items and --interactions, or --recbole", where="options",
+                          fix="e.g. --items items.csv --interactions events.csv")
     check_out_dir(out, overwrite)
-    save_dataset(dataset_from_files(items, interactions, embeddings, users), out)
+    save_dataset(dataset_from_files(items, interactions, embeddings, users, columns=mapping), out)
     _print_info(out)
 
 
@@ -100,18 +124,24 @@ def data_info(directory: Annotated[Path, typer.Argument(help="Dataset directory.
 @app.command("embed")
 def embed(
     data: DataDir,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="sentence-transformers model: a local directory, or a name already in the Hugging "
+        "Face cache (e.g. all-mpnet-base-v2). Default: the bundled all-MiniLM-L6-v2.",
+        show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 128,
     device: Device = "cpu",
     progress: ProgressFlag = None,
 ) -> None:
-    """Embed item text with the bundled all-MiniLM-L6-v2 model into DIR/embeddings.npy.
+    """Embed item text into DIR/embeddings.npy (the bundled all-MiniLM-L6-v2, or --model).
 
     Example: `sidkit embed --data data/ml-100k`
+
+    Another model: `sidkit embed --data data/ml-100k --model models/my-sentence-transformer`
     """
     from sidkit.embed import embed_dataset
 
     use_progress(progress)
-    embed_dataset(data, batch_size=batch_size, device=device)
+    embed_dataset(data, model=model, batch_size=batch_size, device=device)
     _print_info(data)
 
 

@@ -23,6 +23,7 @@ _EXPORTS = {
     "sidkit.data.synthetic": ("SyntheticConfig", "generate_synthetic", "write_synthetic"),
     "sidkit.data.movielens": ("load_movielens_100k", "fetch_movielens_100k"),
     "sidkit.data.movielens_1m": ("load_movielens_1m",),
+    "sidkit.data.recbole": ("load_recbole", "read_atomic_file"),
 }
 __all__ = [*(name for names in _EXPORTS.values() for name in names)]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     )
     from sidkit.data.movielens_1m import load_movielens_1m as load_movielens_1m
     from sidkit.data.pairs import BehaviourPairs as BehaviourPairs, behaviour_pairs as behaviour_pairs
+    from sidkit.data.recbole import load_recbole as load_recbole, read_atomic_file as read_atomic_file
     from sidkit.data.summary import DatasetSummary as DatasetSummary, summarize_dataset as summarize_dataset
     from sidkit.data.synthetic import (
         SyntheticConfig as SyntheticConfig,

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from sidkit.data.dataset import load_dataset
+from sidkit.data.dataset import (
+    _INTERACTION_CORE,
+    EMBEDDINGS_FILE,
+    INTERACTIONS_FILE,
+    ITEMS_FILE,
+    MANIFEST_FILE,
+    USERS_FILE,
+    load_embeddings,
+)
+from sidkit.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -55,34 +70,92 @@ class DatasetSummary:
 
 
 def summarize_dataset(directory: str | os.PathLike[str]) -> DatasetSummary:
-    """Summarize the dataset directory (embeddings are memory-mapped, never loaded whole)."""
-    dataset = load_dataset(directory, mmap=True)
-    inter = dataset.interactions
-    _, per_user = np.unique(inter.user_ids, return_counts=True)
-    _, per_item = np.unique(inter.item_ids, return_counts=True)
-    emb = dataset.catalog.embeddings
+    """Summarize the dataset directory one column at a time, without loading it.
+
+    Reads the parquet schemas, then each interaction column it needs on its own (about 8 bytes per
+    interaction at a time) and the first 100,000 rows of the memory-mapped embeddings, so the
+    summary of a dataset takes little memory beyond its largest column; item text is never read.
+    It checks only what it reads (files and columns present); ``load_dataset`` validates the rest.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise DataError(f"dataset directory {root} does not exist", where=str(root),
+                        fix="create one with `sidkit data fetch movielens-100k --out DIR` or "
+                        "`sidkit data synth --out DIR`")
+    for name in (ITEMS_FILE, INTERACTIONS_FILE):
+        if not (root / name).is_file():
+            raise DataError(f"{name} is missing", where=str(root),
+                            fix="a dataset directory needs items.parquet and interactions.parquet")
+    items = _parquet(root / ITEMS_FILE, required=("item_id", "text"))
+    events = _parquet(root / INTERACTIONS_FILE, required=("user_id", "item_id", "timestamp"))
+    users = _parquet(root / USERS_FILE, required=()) if (root / USERS_FILE).is_file() else None
+    manifest = _manifest(root)
+
+    def column(name: str) -> pa.ChunkedArray:
+        return events.read(columns=[name]).column(0)
+
+    per_user = pc.value_counts(column("user_id")).field("counts")
+    per_item = pc.value_counts(column("item_id")).field("counts")
+    times = pc.min_max(column("timestamp"))
+    names = events.schema_arrow.names
+    labels = [name for name in names if name not in _INTERACTION_CORE]
+    emb_path = root / EMBEDDINGS_FILE
+    emb = load_embeddings(emb_path, mmap=True) if emb_path.is_file() else None
     mean_norm = None
     if emb is not None:
         sample = np.asarray(emb[: min(len(emb), 100_000)], dtype=np.float64)
         mean_norm = float(np.linalg.norm(sample, axis=1).mean())
-    assert dataset.manifest is not None
     return DatasetSummary(
-        source=dataset.manifest.source,
-        num_items=len(dataset.catalog),
-        num_users=inter.num_users,
-        num_interactions=len(inter),
-        first_time=int(inter.timestamps.min()),
-        last_time=int(inter.timestamps.max()),
-        interactions_per_user_median=float(np.median(per_user)),
-        interactions_per_item_median=float(np.median(per_item)),
-        rating_mean=None if inter.ratings is None else float(inter.ratings.mean()),
-        label_rates={k: float(v.mean()) for k, v in inter.labels.items()},
-        item_columns=tuple(dataset.catalog.columns),
-        user_columns=() if dataset.users is None else tuple(dataset.users.column_names),
+        source=manifest.get("source") or "directory",
+        num_items=items.metadata.num_rows,
+        num_users=len(per_user),
+        num_interactions=events.metadata.num_rows,
+        first_time=int(times["min"].as_py()),
+        last_time=int(times["max"].as_py()),
+        interactions_per_user_median=_median(per_user),
+        interactions_per_item_median=_median(per_item),
+        rating_mean=_mean(column("rating")) if "rating" in names else None,
+        label_rates={name: _mean(column(name)) for name in labels},
+        item_columns=tuple(name for name in items.schema_arrow.names if name not in ("item_id", "text")),
+        user_columns=() if users is None else tuple(users.schema_arrow.names),
         embedding_shape=None if emb is None else (int(emb.shape[0]), int(emb.shape[1])),
-        embedding_model=dataset.manifest.embedding_model,
+        embedding_model=manifest.get("embedding_model"),
         embedding_mean_norm=mean_norm,
     )
+
+
+def _parquet(path: Path, *, required: tuple[str, ...]) -> pq.ParquetFile:
+    try:
+        handle = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"cannot read parquet file: {exc}", where=str(path),
+                        fix="check that the file is a complete parquet file") from None
+    missing = [name for name in required if name not in handle.schema_arrow.names]
+    if missing:
+        raise DataError(f"column '{missing[0]}' is missing", where=str(path),
+                        fix=f"{path.name} needs the columns {', '.join(required)}")
+    return handle
+
+
+def _manifest(root: Path) -> dict[str, Any]:
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"manifest.json is unreadable: {exc}", where=str(path),
+                        fix="delete it; sidkit rewrites it from the data") from None
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def _median(counts: pa.Array) -> float:
+    return float(np.median(counts.to_numpy(zero_copy_only=False))) if len(counts) else 0.0
+
+
+def _mean(values: pa.ChunkedArray) -> float:
+    mean = pc.mean(values).as_py()
+    return float("nan") if mean is None else float(mean)
 
 
 def _when(timestamp: int) -> str:
