@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sidkit.errors import DataError
-from sidkit.ranking.metrics import aggregate, evaluate, log_loss, mean_ci, roc_auc, t_quantile
+from sidkit.ranking.metrics import aggregate, evaluate, log_loss, mean_ci, roc_auc
 from sidkit.ranking.types import RankingSplit
 
 
@@ -85,13 +85,6 @@ def test_mean_ci_matches_scipy_t(n):
     assert ci.low == pytest.approx(low, rel=1e-9) and ci.high == pytest.approx(high, rel=1e-9)
     ci90 = mean_ci(values.tolist(), confidence=0.9)
     assert ci90.half_width == pytest.approx(stats.t.ppf(0.95, n - 1) * sem, rel=1e-9)
-
-
-def test_t_quantile_against_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    for df in (1, 2, 3, 4, 7, 30, 250, 2.5):
-        for p in (0.025, 0.5, 0.8, 0.975, 0.9995):
-            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9, abs=1e-12)
 
 
 def test_mean_ci_small_samples_and_aggregate():

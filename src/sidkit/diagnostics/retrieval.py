@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sidkit.errors import ConfigError, DataError
+from sidkit.stats import roc_auc
 
 DEFAULT_CUTOFFS: tuple[int, ...] = (20, 50, 100, 200)
 # Scores whose difference is below this count as ties (float32 GEMMs may order equal vectors' sums
@@ -189,19 +190,13 @@ def sid_embedding_auc(quantized: Any, pairs: np.ndarray, *, negatives: np.ndarra
 
 
 def auc_score(positive: np.ndarray, negative: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative), ties counted one half (Mann-Whitney)."""
+    """P(score of a random positive > score of a random negative), ties counted one half (Mann-Whitney):
+    :func:`sidkit.stats.roc_auc` of the positives labelled 1 and the negatives labelled 0."""
     pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
-    values = np.concatenate([pos, neg])
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    sorted_values = values[order]
-    # Average rank over each run of equal values.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    average = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(average, ends - starts)
-    rank_sum = ranks[: len(pos)].sum()
-    return float((rank_sum - len(pos) * (len(pos) + 1) / 2.0) / (len(pos) * len(neg)))
+    auc = roc_auc(np.r_[np.ones(len(pos), np.int8), np.zeros(len(neg), np.int8)], np.concatenate([pos, neg]))
+    if auc is None:
+        raise DataError("AUC needs at least one positive and one negative score", where="scores")
+    return auc
 
 
 def check_pairs(pairs: Any, num_items: int) -> np.ndarray:

@@ -1,10 +1,9 @@
 """Ranking metrics: AUC and log loss per task and slice, and their mean with a t interval across seeds.
 
-AUC is the Mann-Whitney statistic: the probability that a random positive scores above a random
-negative, ties counting one half; computed from mid-ranks in O(n log n). A slice whose labels hold
-one class only has no AUC: it gets None and a reason, never NaN, so a table cannot average NaN
-silently. Nothing here needs scikit-learn or scipy (the t quantile is computed from the regularized
-incomplete beta function).
+AUC (:func:`sidkit.stats.roc_auc`, the one the diagnostics use too) is the Mann-Whitney statistic:
+the probability that a random positive scores above a random negative, ties counting one half. A
+slice whose labels hold one class only has no AUC: it gets None and a reason, never NaN, so a table
+cannot average NaN silently. The interval's t quantile is scipy's (:func:`sidkit.stats.t_quantile`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import numpy as np
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.ranking.types import RankingSplit
+from sidkit.stats import checked_labels, roc_auc, t_quantile
 
 LOG_LOSS_EPS = 1e-7
 
@@ -97,25 +97,9 @@ class AggregateMetrics:
     log_loss: MeanCI
 
 
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """ROC AUC of (n,) scores for (n,) 0/1 labels, ties counting one half; None with one class only."""
-    y, s = _checked_pair(labels, scores, "scores")
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(s, kind="stable")
-    ordered = s[order]
-    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
-    ends = np.concatenate([starts[1:], [len(ordered)]])
-    mid_ranks = np.repeat((starts + ends + 1) / 2.0, ends - starts)  # 1-based ranks, ties averaged
-    rank_sum = float(mid_ranks[y[order] == 1].sum())
-    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
-
-
 def log_loss(labels: np.ndarray, probabilities: np.ndarray, *, eps: float = LOG_LOSS_EPS) -> float | None:
     """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]; None for no rows."""
-    y, p = _checked_pair(labels, probabilities, "probabilities")
+    y, p = checked_labels(labels, probabilities, "probabilities")
     if len(y) == 0:
         return None
     if np.any((p < 0) | (p > 1)):
@@ -199,79 +183,3 @@ def aggregate(runs: Sequence[RankingMetrics], *, confidence: float = 0.95) -> tu
             auc = MeanCI(None, None, None, None, None, 0, confidence, "; ".join(reasons) or "no AUC")
         out.append(AggregateMetrics(key[0], key[1], len(rows), auc, mean_ci(losses, confidence=confidence)))
     return tuple(out)
-
-
-# ----- Student t quantile ----------------------------------------------------------------------------
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with ``df`` degrees of freedom (scipy.stats.t.ppf), to ~1e-12."""
-    if not 0.0 < p < 1.0:
-        raise ConfigError(f"p must lie strictly between 0 and 1, got {p}", where="p")
-    if not df > 0:
-        raise ConfigError(f"degrees of freedom must be positive, got {df}", where="df")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    if p == 0.5:
-        return 0.0
-    high = 1.0
-    while _t_cdf(high, df) < p:
-        high *= 2.0
-    low = 0.0
-    for _ in range(200):  # bisection: the CDF is monotone, and 200 halvings reach float precision
-        middle = 0.5 * (low + high)
-        if _t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low <= 1e-14 * max(1.0, high):
-            break
-    return 0.5 * (low + high)
-
-
-def _t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2) / 2 with x = df / (df + t^2)."""
-    return 1.0 - 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b) (continued fraction, Numerical Recipes 6.4)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_fraction(a, b, x) / a
-    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
-
-
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 1000):
-        m2 = 2 * m
-        for numerator in (m * (b - m) * x / ((a - 1.0 + m2) * (a + m2)),
-                          -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1.0 + m2))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-16:
-            break
-    return h
-
-
-def _checked_pair(labels: np.ndarray, values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    y = np.asarray(labels)
-    v = np.asarray(values, dtype=np.float64)
-    if y.ndim != 1 or v.shape != y.shape:
-        raise DataError(f"labels {y.shape} and {name} {v.shape} must be 1-d of the same length", where=name)
-    if y.size and not np.all((y == 0) | (y == 1)):
-        raise DataError("labels must be 0 or 1", where="labels")
-    if not np.all(np.isfinite(v)):
-        raise DataError(f"{name} hold NaN or inf", where=name, fix="check the model's outputs")
-    return y.astype(np.int8), v
