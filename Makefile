@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint bench chromium clean
+.PHONY: install demo test test-fast lint apidocs bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+
+# The API reference from the docstrings (pdoc): build/apidocs/index.html.
+apidocs: $(STAMP)
+	$(BIN)/python scripts/build_apidocs.py build/apidocs
 
 # Benchmark peers; then run any script in benchmarks/ (see docs/benchmarks.md for the commands).
 bench: $(STAMP)

@@ -2,8 +2,8 @@
 
 Methods: RQ-KMeans, RQ-VAE, RQP-VAE, DRQ-VAE, DRQ-VAE+CL, all 3 levels, fitted on every item.
 Columns: reconstruction MSE (mean over items of ||x - decode(encode(x))||^2, input space), per-level
-perplexity and active codes over all items, unique ratio of full SIDs, SID-embedding AUC (DESIGN.md
-section 3: cosine of quantized vectors, held-out behaviour pairs against as many random pairs), and
+perplexity and active codes over all items, unique ratio of full SIDs, SID-embedding AUC (docs/diagnostics.md,
+Retrieval: cosine of quantized vectors, held-out behaviour pairs against as many random pairs), and
 the wall and CPU time of fit (CPU time is the work itself when the machine is shared; with one torch
 thread it is close to the wall time on an idle machine). With several seeds, each cell is the mean
 (MSE and AUC also +- the standard deviation over seeds).

@@ -1,4 +1,4 @@
-"""O_pi, K_eff and the penalties: every property DESIGN.md section 3 lists, on arrays and on tokenizers."""
+"""O_pi, K_eff and the penalties: every property docs/diagnostics.md states, on arrays and on tokenizers."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def random_interactions(seed: int, catalog: ItemCatalog, *, n_rows: int = 300, n
 
 def reference_pairs(inter: Interactions, catalog: ItemCatalog, mask: np.ndarray, window: int,
                     split: int) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
-    """Pure-Python reading of DESIGN.md section 3, one user at a time."""
+    """Pure-Python reading of the definition in docs/data.md ("Behaviour pairs"), one user at a time."""
     row_of = {item: row for row, item in enumerate(catalog.item_ids.tolist())}
     events: dict[object, list[tuple[int, int, int]]] = {}
     for i in range(len(inter)):

@@ -283,7 +283,7 @@ def test_movielens_counts_and_slices(movielens, movielens_data):
         assert mask.any(), name
         assert 0 < data.test.labels["click"][mask].mean() < 1, name
     new = data.test.slices["new"]
-    # Time-local negatives: the new slice is not nearly all positives (DESIGN.md section 4, trap 3).
+    # Time-local negatives: the new slice is not nearly all positives (docs/ranking.md, the protocol's third trap).
     assert abs(data.test.labels["click"][new].mean() - 0.2) < 0.05
     summary = ranking_summary(data)
     assert summary["test"]["positives"]["click"] == expected_test

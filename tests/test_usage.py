@@ -269,7 +269,7 @@ def test_compare_different_depths() -> None:
 # ----- reconstruction ------------------------------------------------------------------------------
 
 def reference(x: np.ndarray, x_hat: np.ndarray) -> tuple[float, float, float]:
-    """DESIGN.md section 3, one item at a time."""
+    """The definitions of docs/diagnostics.md ("Reconstruction"), one item at a time."""
     errors, relative, cosines = [], [], []
     for row, row_hat in zip(x.astype(np.float64), x_hat.astype(np.float64), strict=True):
         error = float(np.sum((row - row_hat) ** 2))

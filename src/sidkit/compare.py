@@ -13,7 +13,7 @@ second fit with another seed. It writes, atomically, into ``out_dir``::
     models/<method>/      each fitted tokenizer (load with sidkit.tokenizers.base.load_tokenizer)
     codes/<method>.parquet the items' Semantic IDs (item_id, level_0, ..., sid)
 
-Behaviour pairs come from the dataset's interactions (DESIGN.md section 3): a "-cl" method trains
+Behaviour pairs come from the dataset's interactions (docs/data.md, "Behaviour pairs"): a "-cl" method trains
 on the earlier (train) pairs only; retention and AUC use the later (held-out) pairs.
 """
 

@@ -1,4 +1,4 @@
-"""Behaviour pairs: items a user engaged with close together in time (DESIGN.md section 3).
+"""Behaviour pairs: items a user engaged with close together in time (docs/data.md, "Behaviour pairs").
 
 Per user, in time order, two positively engaged items at most ``window`` steps apart form a pair.
 Pairs are split by time: only the train part may train anything (for example the +CL loss); the

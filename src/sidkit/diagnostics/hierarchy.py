@@ -1,6 +1,6 @@
 """Prefix hierarchy: do items that share a longer SID prefix have more similar content?
 
-For each prefix length n = 1..L (DESIGN.md section 3, after Singh et al.'s Table 1):
+For each prefix length n = 1..L (docs/diagnostics.md, "Prefix hierarchy"; after Singh et al.'s Table 1):
 
 - mean_cosine: the mean cosine similarity (original embeddings) over all pairs of distinct items
   that share their prefix of length n, pooled over prefixes (every pair weighs the same);

@@ -1,6 +1,6 @@
 """Expected codeword overlap O_pi, effective codebook size K_eff, and its split into two penalties.
 
-Definitions (DESIGN.md section 3; sidkit's formalization of the DRQ paper's concepts, whose exact
+Definitions (docs/diagnostics.md, "Overlap"; sidkit's formalization of the DRQ paper's concepts, whose exact
 equations are not public). A *symbol* is one level's code (``by="level"``) or a prefix
 (``by="depth"``); pi_a is the share of items with symbol a; M_ab = P(symbol(x~) = b | symbol(x) = a)
 under x~ = x + N(0, sigma^2 I), sigma = rho * (centred RMS per dimension of X).

@@ -1,6 +1,6 @@
 """Reconstruction quality: how far each item's decoded embedding x^_i lies from its input x_i.
 
-Over items i = 1..N (DESIGN.md section 3):
+Over items i = 1..N (docs/diagnostics.md, "Reconstruction"):
 
 - mse = mean_i ||x_i - x^_i||^2: squared L2 distance summed over the D dimensions, then averaged
   over items (not over N * D entries, so it is D times the elementwise mean squared error).

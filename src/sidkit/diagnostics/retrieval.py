@@ -1,6 +1,6 @@
 """Item-to-item retrieval with Semantic IDs: hit-rate retention @K and SID-embedding AUC.
 
-Definitions (DESIGN.md section 3), for held-out behaviour pairs (q, p):
+Definitions (docs/diagnostics.md, "Retrieval"), for held-out behaviour pairs (q, p):
 
 - HR@K: share of pairs whose p is among the K items most cosine-similar to q, q itself excluded,
   searching all N items exactly (brute force, in chunks of queries). Items whose score ties p's

@@ -1,7 +1,7 @@
 """Code usage: how evenly items spread over each level's codes, and how many items share a full SID.
 
 Per level l, with counts c_1..c_K of the items that take each of the K codes and pi_k = c_k / N
-(DESIGN.md section 3):
+(docs/diagnostics.md, "Usage"):
 
 - active: codes used by at least one item; dead: K - active.
 - perplexity: exp(H(pi)), H = -sum_k pi_k log pi_k (natural log, 0 log 0 = 0). The number of

@@ -1,6 +1,7 @@
 """Ranking data from a dataset: impressions with click/like labels, user features, history, splits, slices.
 
-The protocol follows DESIGN.md section 4, where each trap alone pushed every feature set to AUC ~0.5:
+The protocol (docs/ranking.md, "The protocol") avoids four traps, each of which alone pushed every
+feature set to an AUC near 0.5:
 
 1. **Split per user by time** (main): the last ``test_share`` of each user's interactions test, the
    latest ``valid_share`` of the rest validate. ``split="global-time"`` cuts all users at the same

@@ -183,7 +183,7 @@ class UserEncoder(nn.Module):
 
 
 class FeatureBlock(nn.Module):
-    """The ranker input: concat[user, candidate, mean history, candidate * mean history] (DESIGN.md §4).
+    """The ranker input: concat[user, candidate, mean history, candidate * mean history].
 
     Every field has width ``dim``, so models that want fields apart (feature-interaction modules)
     can call :meth:`fields`; ``forward`` is its flattened form.

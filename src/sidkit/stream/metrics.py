@@ -94,7 +94,7 @@ def merge_usage(partials: Iterable[UsagePartial]) -> UsagePartial:
 
 @dataclass(frozen=True)
 class ReconstructionPartial:
-    """Sums over some rows of the squared error, relative error and cosine (DESIGN.md section 3)."""
+    """Sums over some rows of the squared error, relative error and cosine (docs/diagnostics.md)."""
 
     squared_error: float
     relative_error: float
