@@ -119,9 +119,8 @@ def save_embeddings(directory: str | os.PathLike[str], embeddings: np.ndarray, m
     write_json(Path(directory) / MANIFEST_FILE, asdict(dataset.manifest))
 
 
-def load_dataset(directory: str | os.PathLike[str], *, embeddings: bool = True,
-                 mmap: bool = False) -> Dataset:
-    """Read a dataset directory. ``mmap`` memory-maps ``embeddings.npy`` instead of loading it."""
+def check_dataset_directory(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a Path; DataError unless it is a directory holding items and interactions."""
     root = Path(directory)
     if not root.is_dir():
         raise DataError(f"dataset directory {root} does not exist", where=str(root),
@@ -131,6 +130,13 @@ def load_dataset(directory: str | os.PathLike[str], *, embeddings: bool = True,
         if not (root / name).is_file():
             raise DataError(f"{name} is missing", where=str(root),
                             fix="a dataset directory needs items.parquet and interactions.parquet")
+    return root
+
+
+def load_dataset(directory: str | os.PathLike[str], *, embeddings: bool = True,
+                 mmap: bool = False) -> Dataset:
+    """Read a dataset directory. ``mmap`` memory-maps ``embeddings.npy`` instead of loading it."""
+    root = check_dataset_directory(directory)
     items = _read_parquet(root / ITEMS_FILE)
     for required in ("item_id", "text"):
         if required not in items.column_names:

@@ -21,6 +21,7 @@ from sidkit.data.dataset import (
     ITEMS_FILE,
     MANIFEST_FILE,
     USERS_FILE,
+    check_dataset_directory,
     load_embeddings,
 )
 from sidkit.errors import DataError
@@ -77,15 +78,7 @@ def summarize_dataset(directory: str | os.PathLike[str]) -> DatasetSummary:
     summary of a dataset takes little memory beyond its largest column; item text is never read.
     It checks only what it reads (files and columns present); ``load_dataset`` validates the rest.
     """
-    root = Path(directory)
-    if not root.is_dir():
-        raise DataError(f"dataset directory {root} does not exist", where=str(root),
-                        fix="create one with `sidkit data fetch movielens-100k --out DIR` or "
-                        "`sidkit data synth --out DIR`")
-    for name in (ITEMS_FILE, INTERACTIONS_FILE):
-        if not (root / name).is_file():
-            raise DataError(f"{name} is missing", where=str(root),
-                            fix="a dataset directory needs items.parquet and interactions.parquet")
+    root = check_dataset_directory(directory)
     items = _parquet(root / ITEMS_FILE, required=("item_id", "text"))
     events = _parquet(root / INTERACTIONS_FILE, required=("user_id", "item_id", "timestamp"))
     users = _parquet(root / USERS_FILE, required=()) if (root / USERS_FILE).is_file() else None
