@@ -161,22 +161,25 @@ def test_stream_overlap_equals_overlap_sweep(data, npy_file):
             assert (entry_a.by, entry_a.index, entry_a.symbols) == (entry_b.by, entry_b.index, entry_b.symbols)
             assert entry_b.stats.overlap == pytest.approx(entry_a.stats.overlap, rel=1e-12)
             assert entry_b.flip_rate == pytest.approx(entry_a.flip_rate, rel=1e-12)
+            assert entry_b.stats.effective_size_se == pytest.approx(entry_a.stats.effective_size_se, rel=1e-9)
 
 
 def test_overlap_accumulators_merge(data):
     x, tokenizer = data
     rng = np.random.default_rng(0)
     codes = tokenizer.encode(x).codes
-    moved = tokenizer.encode(np.tile(x, (2, 1)) + 0.2 * rng.normal(size=(2 * len(x), x.shape[1]))).codes
-    whole = OverlapAccumulator(tokenizer.codebook_sizes, 2).update(codes, moved).finalize(0.1, 1.0)
+    draws = 3
+    moved = tokenizer.encode(np.tile(x, (draws, 1)) + 0.2 * rng.normal(size=(draws * len(x), x.shape[1]))).codes
+    whole = OverlapAccumulator(tokenizer.codebook_sizes, draws).update(codes, moved).finalize(0.1, 1.0)
     halves = []
     for part in (slice(0, 1000), slice(1000, None)):
         rows = np.arange(len(x))[part]
-        draws = np.concatenate([moved[rows], moved[len(x) + rows]])
-        halves.append(OverlapAccumulator(tokenizer.codebook_sizes, 2).update(codes[rows], draws))
+        chunk = np.concatenate([moved[s * len(x) + rows] for s in range(draws)])
+        halves.append(OverlapAccumulator(tokenizer.codebook_sizes, draws).update(codes[rows], chunk))
     merged = halves[0].merge(halves[1]).finalize(0.1, 1.0)
     for a, b in zip(whole.levels + whole.depths, merged.levels + merged.depths, strict=True):
         assert b.stats.overlap == pytest.approx(a.stats.overlap, rel=1e-12) and a.flip_rate == b.flip_rate
+        assert b.stats.effective_size_se == pytest.approx(a.stats.effective_size_se, rel=1e-9)
 
 
 def test_cli_encode_streams_a_parquet_directory_and_diagnose_matches(data, parquet_dir, tmp_path, capsys):

@@ -1,21 +1,32 @@
 """Expected codeword overlap O_pi, effective codebook size K_eff, and its split into two penalties.
 
-Definitions (docs/diagnostics.md, "Overlap"; sidkit's formalization of the DRQ paper's concepts, whose exact
-equations are not public). A *symbol* is one level's code (``by="level"``) or a prefix
+Definitions (docs/diagnostics.md; sidkit's own formalization of the DRQ paper's concepts, whose
+exact equations are not public). A *symbol* is one level's code (``by="level"``) or a prefix
 (``by="depth"``); pi_a is the share of items with symbol a; M_ab = P(symbol(x~) = b | symbol(x) = a)
 under x~ = x + N(0, sigma^2 I), sigma = rho * (centred RMS per dimension of X).
 
-- Omega_ab = sum_m sqrt(M_am M_bm), the Bhattacharyya coefficient of two rows of M (Omega_aa = 1).
-- O_pi = sum_ab pi_a pi_b Omega_ab = sum_m (sum_a pi_a sqrt(M_am))^2; K_eff = 1 / O_pi.
-- O_pi = 1/K_nom + DP + GP: DP = sum pi^2 - 1/K_nom (uneven usage), GP = O_pi - sum pi^2 (codewords
-  that the noise confuses). Multiplicatively K_nom / K_eff = (K_nom sum pi^2) * (O_pi / sum pi^2).
+- Two noisy copies *agree* when they get the same symbol. For two items drawn independently
+  (uniformly, with replacement), each with its own noise: P(same) = sum_a pi_a^2 (clean symbols
+  equal), P(agree) = sum_m (sum_a pi_a M_am)^2, P(agree | same) = sum_a pi_a^2 ||M_a||^2 / P(same).
+- O_pi = P(same) P(agree) / P(agree and same) = P(same) / P(same | agree); K_eff = 1 / O_pi
+  = P(same | agree) / P(same): how much more often agreeing noisy copies come from one clean symbol
+  than two random items do. Equivalently O_pi = sum_ab pi_a pi_b Omega_ab with
+  Omega_ab = <M_a, M_b> / P(agree | same).
+- O_pi = 1/K_nom + DP + GP: DP = sum pi^2 - 1/K_nom (uneven usage), GP = O_pi - sum pi^2
+  = sum pi^2 * P(other symbol | agree) / P(same | agree) (codewords that the noise confuses).
+  Multiplicatively K_nom / K_eff = (K_nom sum pi^2) * (O_pi / sum pi^2), O_pi / sum pi^2 = 1 / P(same | agree).
 - Analytic variant, per level in the tokenizer's quantization space: codewords mu_j with isotropic
-  spread sigma_l = rho * (centred RMS per dimension of the level's input) give
-  Omega_jk = exp(-||mu_j - mu_k||^2 / (8 sigma_l^2)).
+  spread sigma_l = rho * (centred RMS per dimension of the level's input) are Gaussian rows whose
+  agreement gives Omega_jk = exp(-||mu_j - mu_k||^2 / (4 sigma_l^2)).
 
-As sigma -> 0, GP -> 0 and K_eff -> 1 / sum pi^2 (the inverse Simpson index of usage).
+As sigma -> 0, GP -> 0 and K_eff -> 1 / sum pi^2 (the inverse Simpson index of usage); as
+sigma -> infinity every row of M is the same and K_eff -> 1.
 
-Array level: :func:`overlap_from_confusion`, :func:`overlap_from_omega`, :func:`codeword_overlap`,
+The Monte Carlo estimate (:mod:`sidkit.diagnostics.overlap_counts`) needs no square root of sparse
+empirical rows: both probabilities have unbiased estimators from S >= 3 draws per item, and a
+delete-a-group jackknife over draw groups gives the standard error of every figure.
+
+Array level: :func:`overlap_from_confusion`, :func:`agreement_matrix`, :func:`overlap_from_omega`,
 :func:`analytic_overlap`. Tokenizer level: :func:`expected_overlap` (Monte Carlo),
 :func:`overlap_sweep` (several rho with common random numbers), :func:`analytic_expected_overlap`.
 """
@@ -24,13 +35,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from sidkit.diagnostics.overlap_counts import OverlapCounts
 from sidkit.errors import ConfigError, DataError
 from sidkit.ids import SemanticIds
 from sidkit.tokenizers.base import Tokenizer, check_embeddings
@@ -38,10 +50,10 @@ from sidkit.tokenizers.base import Tokenizer, check_embeddings
 By = Literal["level", "depth"]
 BY_CHOICES: tuple[str, ...] = ("level", "depth")
 DEFAULT_RHOS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.5)
+DEFAULT_SAMPLES = 8
 # Perturbed rows handled at once: bounds the noise buffer to about 64 MiB of float32 for D = 64.
 PERTURBED_ROWS = 1 << 18
 _ROW_SUM_TOLERANCE = 1e-6
-_PAIR_SPAN_LIMIT = 3_037_000_499  # span^2 < 2^63
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,10 @@ class Overlap:
         geometry_penalty: GP = O_pi - simpson >= 0, zero iff no two used symbols overlap.
         distribution_factor: K_nom * simpson >= 1 (multiplicative DP).
         geometry_factor: O_pi / simpson >= 1 (multiplicative GP); their product is K_nom / K_eff.
+        overlap_se: Monte Carlo standard error of O_pi (0 for exact computations); GP has the same,
+            DP none (usage is counted, not sampled).
+        effective_size_se: Monte Carlo standard error of K_eff.
+        effective_size_bias: the jackknife's estimate of the remaining bias of K_eff (not removed).
     """
 
     overlap: float
@@ -67,20 +83,37 @@ class Overlap:
     geometry_penalty: float
     distribution_factor: float
     geometry_factor: float
+    overlap_se: float = 0.0
+    effective_size_se: float = 0.0
+    effective_size_bias: float = 0.0
+
+    @property
+    def geometry_penalty_se(self) -> float:
+        return self.overlap_se
+
+    @property
+    def geometry_factor_se(self) -> float:
+        return self.overlap_se / self.simpson
 
     def to_dict(self) -> dict[str, float]:
-        return {"overlap": self.overlap, "effective_size": self.effective_size,
+        return {"overlap": self.overlap, "overlap_se": self.overlap_se, "effective_size": self.effective_size,
+                "effective_size_se": self.effective_size_se, "effective_size_bias": self.effective_size_bias,
                 "nominal_size": self.nominal_size, "simpson": self.simpson,
                 "distribution_penalty": self.distribution_penalty, "geometry_penalty": self.geometry_penalty,
-                "distribution_factor": self.distribution_factor, "geometry_factor": self.geometry_factor}
+                "geometry_penalty_se": self.geometry_penalty_se, "distribution_factor": self.distribution_factor,
+                "geometry_factor": self.geometry_factor, "geometry_factor_se": self.geometry_factor_se}
 
 
 @dataclass(frozen=True)
 class SymbolOverlap:
     """Overlap of one level's codes (``by="level"``, index 0..L-1) or one prefix depth (index 1..L).
 
-    ``flip_rate`` = P(symbol(x~) != symbol(x)), None for the analytic variant; ``symbols`` counts the
-    distinct symbols the items use.
+    ``flip_rate`` = P(symbol(x~) != symbol(x)) and ``flip_rate_se`` its Monte Carlo standard error,
+    both None for the analytic variant; ``symbols`` counts the distinct symbols the items use.
+    ``onset_rho`` (analytic only, see :func:`analytic_onset_rho`): far below it the analytic K_eff is
+    the inverse Simpson index. ``flip_to_held`` (empirical): of the noisy copies that changed symbol,
+    the share that landed on a symbol some item holds; only those can confuse two items, so a high
+    flip rate with a low ``flip_to_held`` leaves K_eff high.
     """
 
     by: str
@@ -88,10 +121,16 @@ class SymbolOverlap:
     stats: Overlap
     flip_rate: float | None
     symbols: int
+    flip_rate_se: float | None = None
+    onset_rho: float | None = None
+    flip_to_held: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"by": self.by, "index": self.index, **self.stats.to_dict(), "flip_rate": self.flip_rate,
-                "symbols": self.symbols}
+        entry = {"by": self.by, "index": self.index, **self.stats.to_dict(), "flip_rate": self.flip_rate,
+                 "flip_rate_se": self.flip_rate_se, "flip_to_held": self.flip_to_held, "symbols": self.symbols}
+        if self.onset_rho is not None:
+            entry["onset_rho"] = self.onset_rho if math.isfinite(self.onset_rho) else None
+        return entry
 
 
 @dataclass(frozen=True)
@@ -105,6 +144,7 @@ class OverlapReport:
             sigma differs per level and is not summarized here (NaN).
         samples: noise draws per item (0 for analytic).
         num_items: N.
+        groups: jackknife groups of draws behind the standard errors (0 for analytic).
         levels: one entry per level asked for, else empty.
         depths: one entry per depth asked for, else empty.
     """
@@ -116,6 +156,7 @@ class OverlapReport:
     num_items: int
     levels: tuple[SymbolOverlap, ...]
     depths: tuple[SymbolOverlap, ...]
+    groups: int = 0
 
     def get(self, by: By, index: int) -> SymbolOverlap:
         """The entry for level ``index`` (0-based) or depth ``index`` (1-based)."""
@@ -127,7 +168,7 @@ class OverlapReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "rho": self.rho, "sigma": self.sigma, "samples": self.samples,
-                "num_items": self.num_items, "levels": [e.to_dict() for e in self.levels],
+                "groups": self.groups, "num_items": self.num_items, "levels": [e.to_dict() for e in self.levels],
                 "depths": [e.to_dict() for e in self.depths]}
 
 
@@ -146,11 +187,12 @@ class OverlapSweep:
         return min(self.reports, key=lambda report: abs(report.rho - rho))
 
     def series(self, by: By, index: int, field: str = "effective_size") -> list[float]:
-        """One number per rho, e.g. ``series("level", 0)`` = K_eff of level 0 against rho."""
+        """One number per rho, e.g. ``series("level", 0)`` = K_eff of level 0 against rho, or
+        ``series("level", 0, "effective_size_se")`` its standard errors."""
         values = []
         for report in self.reports:
             entry = report.get(by, index)
-            value = entry.flip_rate if field == "flip_rate" else getattr(entry.stats, field)
+            value = getattr(entry, field) if field in ("flip_rate", "flip_rate_se") else getattr(entry.stats, field)
             values.append(math.nan if value is None else float(value))
         return values
 
@@ -163,7 +205,7 @@ class OverlapSweep:
 
 def overlap_from_confusion(confusion: np.ndarray | sp.spmatrix | sp.sparray, usage: np.ndarray, *,
                            nominal_size: int | None = None) -> Overlap:
-    """O_pi from a confusion matrix in one pass: sum_m (sum_a pi_a sqrt(M_am))^2.
+    """O_pi from an exact confusion matrix: sum pi^2 * ||pi' M||^2 / sum_a pi_a^2 ||M_a||^2.
 
     Args:
         confusion: (A, B) dense or scipy sparse, row a = P(perturbed symbol | symbol a); rows of
@@ -173,17 +215,20 @@ def overlap_from_confusion(confusion: np.ndarray | sp.spmatrix | sp.sparray, usa
     """
     pi = _usage(usage)
     m = _confusion(confusion, len(pi), pi)
-    weighted = sp.diags(pi) @ m.sqrt() if sp.issparse(m) else pi[:, None] * np.sqrt(m)
-    columns = np.asarray(weighted.sum(axis=0)).reshape(-1)
-    return overlap_stats(float(columns @ columns), pi, nominal_size)
+    marginal = np.asarray(m.T @ pi).reshape(-1)  # P(perturbed symbol) of a random item
+    squares = np.asarray((m.multiply(m) if sp.issparse(m) else m * m).sum(axis=1)).reshape(-1)  # ||M_a||^2
+    simpson = float(pi @ pi)
+    return overlap_stats(simpson * float(marginal @ marginal) / float((pi * pi) @ squares), pi, nominal_size)
 
 
-def codeword_overlap(confusion: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
-    """The explicit Omega = sqrt(M) sqrt(M)^T: (A, A) dense, Omega_ab = sum_m sqrt(M_am M_bm)."""
+def agreement_matrix(confusion: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
+    """(A, A) dense G_ab = <M_a, M_b> = P(noisy copies of an item of a and one of b agree).
+
+    O_pi = sum pi^2 * pi' G pi / sum_a pi_a^2 G_aa, i.e. Omega = G / P(agree | same).
+    """
     m = _confusion(confusion, None, None)
-    root = m.sqrt() if sp.issparse(m) else np.sqrt(m)
-    omega = root @ root.T
-    return np.asarray(omega.todense() if sp.issparse(omega) else omega, dtype=np.float64)
+    product = m @ m.T
+    return np.asarray(product.todense() if sp.issparse(product) else product, dtype=np.float64)
 
 
 def overlap_from_omega(omega: np.ndarray, usage: np.ndarray, *, nominal_size: int | None = None) -> Overlap:
@@ -198,10 +243,13 @@ def overlap_from_omega(omega: np.ndarray, usage: np.ndarray, *, nominal_size: in
 
 def analytic_overlap(centroids: np.ndarray, usage: np.ndarray, sigma: float, *,
                      nominal_size: int | None = None) -> Overlap:
-    """O_pi when the items of code j are N(mu_j, sigma^2 I): Omega_jk = exp(-||mu_j - mu_k||^2 / (8 sigma^2)).
+    """O_pi when the items of code j are N(mu_j, sigma^2 I): Omega_jk = exp(-||mu_j - mu_k||^2 / (4 sigma^2)).
+
+    Omega_jk is the agreement of two Gaussian rows normalized by their self-agreement
+    (<N_j, N_k> / ||N_j|| ||N_k||), the definition of O_pi applied to a continuum of symbols.
 
     Args:
-        centroids: (K, Q) codewords mu_j (any common shift gives the same result).
+        centroids: (K, Q) codewords mu_j; a common shift of all of them gives the same result.
         usage: (K,) usage pi (counts work).
         sigma: per-dimension spread, >= 0; 0 makes distinct codewords disjoint and coincident ones
             identical, ``inf`` makes every pair coincide.
@@ -213,17 +261,46 @@ def analytic_overlap(centroids: np.ndarray, usage: np.ndarray, sigma: float, *,
         raise DataError(f"centroids must be (K, Q) with K = {len(pi)} (one per usage entry), got "
                         f"shape {mu.shape}", where="centroids")
     sigma = _non_negative(sigma, "sigma")
-    squared = np.maximum((mu * mu).sum(1)[:, None] + (mu * mu).sum(1)[None, :] - 2 * mu @ mu.T, 0.0)
-    # Distances below float64 rounding of the norms count as coincident codewords.
-    squared[squared <= 1e-12 * max(1.0, float((mu * mu).sum(1).max()))] = 0.0
-    np.fill_diagonal(squared, 0.0)
+    squared = pairwise_squared_distances(mu)
     if sigma == 0:
         omega = (squared == 0).astype(np.float64)
     elif math.isinf(sigma):
         omega = np.ones_like(squared)
     else:
-        omega = np.exp(-squared / (8.0 * sigma * sigma))
+        omega = np.exp(-squared / (4.0 * sigma * sigma))
     return overlap_from_omega(omega, pi, nominal_size=nominal_size)
+
+
+def pairwise_squared_distances(points: np.ndarray) -> np.ndarray:
+    """(K, K) float64 ||p_j - p_k||^2 of (K, Q) ``points``, invariant to a common shift.
+
+    The points are centred first, so the expansion |a|^2 + |b|^2 - 2 a.b loses precision only
+    relative to their spread, not their offset; distances below that rounding (about 1e-12 of the
+    largest centred norm squared) are exact zeros: coincident codewords.
+    """
+    centred = points - points.mean(axis=0)
+    norms = (centred * centred).sum(axis=1)
+    squared = np.maximum(norms[:, None] + norms[None, :] - 2.0 * centred @ centred.T, 0.0)
+    squared[squared <= 1e-12 * max(float(norms.max(initial=0.0)), np.finfo(float).tiny)] = 0.0
+    np.fill_diagonal(squared, 0.0)
+    return squared
+
+
+def analytic_onset_rho(centroids: np.ndarray, usage: np.ndarray, spread: float) -> float:
+    """The rho at which the closest pair of used codewords reaches Omega = 1/e: d_min / (2 * spread).
+
+    Below it every used pair has Omega_jk < 1/e, below half of it Omega_jk < e^-4 (about 0.018): far
+    below it the analytic K_eff is the inverse Simpson index. ``inf`` with fewer than two distinct
+    used codewords.
+    """
+    pi = _usage(usage)
+    used = np.flatnonzero(pi > 0)
+    if len(used) < 2 or spread <= 0:
+        return math.inf
+    squared = pairwise_squared_distances(np.asarray(centroids, dtype=np.float64)[used])
+    off = squared[~np.eye(len(used), dtype=bool)]
+    positive = off[off > 0]
+    return math.sqrt(float(positive.min())) / (2.0 * spread) if len(positive) else math.inf
 
 
 def overlap_stats(overlap: float, usage: np.ndarray, nominal_size: int | None = None) -> Overlap:
@@ -250,20 +327,21 @@ def noise_sigma(X: Any, rho: float, *, chunk_rows: int = 1 << 16) -> float:
     return rho * _centred_rms(x, chunk_rows)
 
 
-def expected_overlap(tokenizer: Tokenizer, X: Any, rho: float = 0.1, samples: int = 8, *,
+def expected_overlap(tokenizer: Tokenizer, X: Any, rho: float = 0.1, samples: int = DEFAULT_SAMPLES, *,
                      by: By | Sequence[By] = "level", seed: int = 0,
                      codes: SemanticIds | None = None) -> OverlapReport:
     """Empirical O_pi of ``tokenizer`` on (N, D) ``X`` under input noise of relative level ``rho``.
 
-    Each item is perturbed ``samples`` times; the confusion counts are kept sparse (only symbol
-    changes are stored), so depth symbols with up to N distinct prefixes work. ``by`` is "level",
-    "depth" or both (a sequence). ``codes`` are the items' codes if already known.
+    Each item is perturbed ``samples`` times (at least 3); the counts are kept sparse (only symbol
+    changes are stored per pair), so depth symbols with up to N distinct prefixes work. Every
+    figure comes with its jackknife standard error. ``by`` is "level", "depth" or both (a
+    sequence). ``codes`` are the items' codes if already known.
     """
     return overlap_sweep(tokenizer, X, (rho,), samples, by=by, seed=seed, codes=codes).reports[0]
 
 
-def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_RHOS, samples: int = 8, *,
-                  by: By | Sequence[By] = ("level", "depth"), seed: int = 0,
+def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_RHOS,
+                  samples: int = DEFAULT_SAMPLES, *, by: By | Sequence[By] = ("level", "depth"), seed: int = 0,
                   codes: SemanticIds | None = None) -> OverlapSweep:
     """:func:`expected_overlap` at each rho; every rho scales the same noise draws (common random
     numbers), so differences between noise levels are not drowned by Monte Carlo error."""
@@ -271,7 +349,7 @@ def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_
     rho_values = [_non_negative(rho, "rho") for rho in rhos]
     if not rho_values:
         raise ConfigError("no noise levels given", where="rhos", fix="pass e.g. (0.02, 0.05, 0.1, 0.2, 0.5)")
-    samples = _positive_int(samples, "samples")
+    samples = _samples(samples)
     kinds = _by(by)
     n, levels = x.shape[0], tokenizer.levels
     original = tokenizer.encode(x) if codes is None else codes
@@ -280,9 +358,9 @@ def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_
                         f"items with sizes {tokenizer.codebook_sizes}", where="codes",
                         fix="pass tokenizer.encode(X), or leave codes unset")
     symbol_sets = _symbol_sets(kinds, levels)
-    item_keys = [_symbol_keys(original, kind, index) for kind, index in symbol_sets]
+    item_keys = [symbol_keys(original, kind, index) for kind, index in symbol_sets]
     scale = _centred_rms(x, 1 << 16)
-    counters = [[_ConfusionCounter(keys, samples) for keys in item_keys] for _ in rho_values]
+    counts = [[OverlapCounts(samples) for _ in symbol_sets] for _ in rho_values]
 
     generator = torch.Generator(device=tokenizer.device).manual_seed(int(seed))
     rows = max(1, PERTURBED_ROWS // samples)
@@ -295,21 +373,29 @@ def overlap_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT_
             perturbed = torch.add(block, noise, alpha=rho * scale).reshape(-1, block.shape[1])
             moved = SemanticIds(tokenizer.encode(perturbed).codes, original.sizes)
             for set_index, (kind, index) in enumerate(symbol_sets):
-                source = item_keys[set_index][start:stop]
-                target = _symbol_keys(moved, kind, index).reshape(samples, stop - start)
-                counters[rho_index][set_index].add(start, source, target)
+                target = symbol_keys(moved, kind, index).reshape(samples, stop - start)
+                counts[rho_index][set_index].add(item_keys[set_index][start:stop], target)
 
-    reports = []
-    for rho, rho_counters in zip(rho_values, counters, strict=True):
-        entries: dict[str, list[SymbolOverlap]] = {"level": [], "depth": []}
-        for (kind, index), counter in zip(symbol_sets, rho_counters, strict=True):
-            overlap, flip_rate, pi = counter.finalize()
-            nominal = _nominal_size(original.sizes, kind, index, n)
-            entries[kind].append(SymbolOverlap(kind, index, overlap_stats(overlap, pi, nominal), flip_rate,
-                                               len(pi)))
-        reports.append(OverlapReport("empirical", rho, rho * scale, samples, n, tuple(entries["level"]),
-                                     tuple(entries["depth"])))
-    return OverlapSweep(tuple(reports))
+    return OverlapSweep(tuple(
+        report_from_counts(rho, rho * scale, n, original.sizes, symbol_sets, rho_counts)
+        for rho, rho_counts in zip(rho_values, counts, strict=True)))
+
+
+def report_from_counts(rho: float, sigma: float, num_items: int, sizes: Sequence[int],
+                       symbol_sets: Sequence[tuple[str, int]], counts: Sequence[OverlapCounts]) -> OverlapReport:
+    """The empirical :class:`OverlapReport` of one noise level from its counts, one per symbol set."""
+    entries: dict[str, list[SymbolOverlap]] = {"level": [], "depth": []}
+    samples = groups = 0
+    for (kind, index), symbol_counts in zip(symbol_sets, counts, strict=True):
+        estimate = symbol_counts.estimate()
+        samples, groups = estimate.samples, estimate.groups
+        stats = replace(overlap_stats(estimate.overlap, estimate.usage, nominal_size(sizes, kind, index, num_items)),
+                        overlap_se=estimate.overlap_se, effective_size_se=estimate.effective_size_se,
+                        effective_size_bias=estimate.effective_size_bias)
+        entries[kind].append(SymbolOverlap(kind, index, stats, estimate.flip_rate, len(estimate.usage),
+                                           estimate.flip_rate_se, flip_to_held=estimate.flip_to_held))
+    return OverlapReport("empirical", float(rho), float(sigma), samples, num_items, tuple(entries["level"]),
+                         tuple(entries["depth"]), groups)
 
 
 # ----- tokenizer level: analytic, from the codebooks -----------------------------------------------
@@ -337,11 +423,12 @@ def analytic_sweep(tokenizer: Tokenizer, X: Any, rhos: Sequence[float] = DEFAULT
     spreads = level_input_rms(tokenizer, x, ids)
     n = len(ids)
     usage = [np.bincount(ids.codes[:, level], minlength=size) / n for level, size in enumerate(ids.sizes)]
+    onsets = [analytic_onset_rho(codebooks[level], usage[level], spreads[level]) for level in range(tokenizer.levels)]
     reports = []
     for rho in rho_values:
         entries = tuple(
             SymbolOverlap("level", level, analytic_overlap(codebooks[level], usage[level], rho * spreads[level]),
-                          None, int(np.count_nonzero(usage[level])))
+                          None, int(np.count_nonzero(usage[level])), onset_rho=onsets[level])
             for level in range(tokenizer.levels))
         reports.append(OverlapReport("analytic", rho, math.nan, 0, n, entries, ()))
     return OverlapSweep(tuple(reports))
@@ -400,89 +487,6 @@ def quantizer_input(tokenizer: Tokenizer, X: Any) -> np.ndarray:
 # ----- helpers -------------------------------------------------------------------------------------
 
 
-class _ConfusionCounter:
-    """Sparse confusion counts of one symbol set at one noise level.
-
-    Built on the items' (N,) symbol keys; keeps the number of unchanged draws per symbol and the
-    (source, target) pairs of the draws whose symbol changed. Chunks' pairs wait in a list and are
-    merged when they outgrow the merged table, so merging costs O(P log P) in all.
-    """
-
-    _MIN_MERGE = 1 << 22
-
-    def __init__(self, item_keys: np.ndarray, samples: int) -> None:
-        self.samples = samples
-        self.symbols, inverse, self.counts = np.unique(item_keys, return_inverse=True, return_counts=True)
-        self.symbol_of = inverse.reshape(-1)  # (N,) each item's index into symbols
-        self.stays = np.zeros(len(self.symbols))  # unchanged draws per symbol
-        self._merged: _Pairs | None = None
-        self._pending: list[_Pairs] = []
-        self._pending_rows = 0
-
-    def add(self, start: int, source: np.ndarray, target: np.ndarray) -> None:
-        """``source`` (B,) symbols of items start..start+B-1, ``target`` (S, B) their perturbed symbols."""
-        same = target == source[None, :]
-        self.stays += np.bincount(self.symbol_of[start:start + len(source)], weights=same.sum(axis=0),
-                                  minlength=len(self.symbols))
-        moved = ~same
-        if moved.any():
-            src = np.broadcast_to(source[None, :], target.shape)[moved]
-            pairs = _count_pairs(src, target[moved])
-            self._pending.append(pairs)
-            self._pending_rows += len(pairs[0])
-            if self._pending_rows > max(self._MIN_MERGE, 0 if self._merged is None else len(self._merged[0])):
-                self._merge()
-
-    def finalize(self) -> tuple[float, float, np.ndarray]:
-        """(O_pi, flip rate, usage pi over the distinct item symbols)."""
-        self._merge()
-        counts, samples = self.counts, self.samples
-        n = int(counts.sum())
-        # Column m collects sqrt(n_a c_am) over sources a; O_pi = sum_m col_m^2 / (S N^2).
-        targets, values = [self.symbols], [np.sqrt(counts * self.stays)]
-        if self._merged is not None:
-            src, dst, pair_counts = self._merged
-            source_counts = counts[np.searchsorted(self.symbols, src)]
-            targets.append(dst)
-            values.append(np.sqrt(source_counts * pair_counts.astype(np.float64)))
-        columns, column_of = np.unique(np.concatenate(targets), return_inverse=True)
-        sums = np.bincount(column_of.reshape(-1), weights=np.concatenate(values), minlength=len(columns))
-        overlap = float(sums @ sums) / (samples * float(n) * float(n))
-        flip_rate = 1.0 - float(self.stays.sum()) / (samples * n)
-        return overlap, flip_rate, counts / n
-
-    def _merge(self) -> None:
-        parts = ([] if self._merged is None else [self._merged]) + self._pending
-        if len(parts) > 1:
-            self._merged = _count_pairs(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                                        np.concatenate([p[2] for p in parts]))
-        elif parts:
-            self._merged = parts[0]
-        self._pending, self._pending_rows = [], 0
-
-
-_Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (source, target, count), sorted by (source, target)
-
-
-def _count_pairs(source: np.ndarray, target: np.ndarray, counts: np.ndarray | None = None) -> _Pairs:
-    """Distinct (source, target) int64 pairs with their number (or the sum of ``counts``), sorted."""
-    span = int(max(source.max(), target.max())) + 1 if len(source) else 1
-    if span <= _PAIR_SPAN_LIMIT:  # one int64 key per pair: a plain sort, far faster than unique(axis=0)
-        keys = source * span + target
-        order = np.argsort(keys, kind="stable") if counts is not None else None
-        keys = keys[order] if order is not None else np.sort(keys)
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-        unique = keys[starts]
-        first, second = unique // span, unique % span
-        summed = (np.add.reduceat(counts[order], starts) if counts is not None and order is not None
-                  else np.diff(np.r_[starts, len(keys)]))
-    else:
-        pairs, inverse = np.unique(np.stack([source, target], axis=1), axis=0, return_inverse=True)
-        first, second = pairs[:, 0].copy(), pairs[:, 1].copy()
-        summed = np.bincount(inverse.reshape(-1), weights=counts, minlength=len(first))
-    return first, second, np.asarray(summed).astype(np.int64)
-
-
 def _symbol_sets(kinds: tuple[str, ...], levels: int) -> list[tuple[str, int]]:
     sets: list[tuple[str, int]] = []
     if "level" in kinds:
@@ -492,11 +496,13 @@ def _symbol_sets(kinds: tuple[str, ...], levels: int) -> list[tuple[str, int]]:
     return sets
 
 
-def _symbol_keys(ids: SemanticIds, kind: str, index: int) -> np.ndarray:
+def symbol_keys(ids: SemanticIds, kind: str, index: int) -> np.ndarray:
+    """(N,) int64 keys of the items' symbols: level ``index``'s codes, or their depth-``index`` prefixes."""
     return ids.codes[:, index] if kind == "level" else ids.prefix_keys(index)
 
 
-def _nominal_size(sizes: tuple[int, ...], kind: str, index: int, n: int) -> int:
+def nominal_size(sizes: Sequence[int], kind: str, index: int, n: int) -> int:
+    """K_nom: K_l for level ``index``; min(N, K_1 ... K_l) for depth ``index``."""
     if kind == "level":
         return sizes[index]
     return min(n, math.prod(sizes[:index]))
@@ -567,9 +573,11 @@ def _non_negative(value: Any, name: str) -> float:
     return number
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", where=name)
+def _samples(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 3:
+        raise ConfigError(f"samples must be an integer >= 3, got {value!r}", where="samples",
+                          fix="use at least 3 noise draws per item (the estimator needs pairs of draws; "
+                              f"default {DEFAULT_SAMPLES})")
     return int(value)
 
 
