@@ -115,3 +115,45 @@ def test_input_errors():
         hit_rates(np.full((3, 2), np.nan), np.array([[0, 1]]))
     with pytest.raises(DataError, match="reconstructed"):
         retention(x, np.ones((4, 3)), np.array([[0, 1]]))
+
+
+def exact_hit_rates_with_ties(x: np.ndarray, pairs: np.ndarray, cutoffs, tolerance: float) -> list[float]:
+    """float64 reference: p sits uniformly among the items tied with it (q excluded)."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    hits = np.zeros(len(cutoffs))
+    for q, p in pairs:
+        scores = np.delete(unit @ unit[q], q)
+        own = float(unit[p] @ unit[q])
+        above = int((scores > own + tolerance).sum())
+        tied = int((np.abs(scores - own) <= tolerance).sum())
+        hits += [min(max(k - above, 0), tied) / tied for k in cutoffs]
+    return list(hits / len(pairs))
+
+
+def test_collided_sids_get_no_phantom_ties_from_the_next_query():
+    """Reconstructions of collided SIDs are identical (cosine 1 between q and p): the count must
+    match an exact float64 reference, with no tie borrowed from the next query's row."""
+    from sidkit.diagnostics.retrieval import TIE_TOLERANCE
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(40, 16))
+    sid = rng.integers(0, 40, 600)
+    reconstructed = centers[sid]                       # 600 items on 40 SIDs: many collide
+    same = np.flatnonzero(sid == sid[0])
+    pairs = random_pairs(600, 400, seed=3)
+    partners = [rng.choice(np.flatnonzero((sid == sid[q]) & (np.arange(600) != q))) for q in pairs[:200, 0]]
+    pairs[:200, 1] = partners                          # half the targets share the query's SID
+    assert len(same) > 1
+    cutoffs = (1, 5, 20, 50)
+    got = hit_rates(reconstructed, pairs, cutoffs)
+    expected = exact_hit_rates_with_ties(reconstructed, pairs, cutoffs, TIE_TOLERANCE)
+    assert got.hit_rates == pytest.approx(expected, abs=1e-9)
+
+
+def test_novel_pairs_drop_every_pair_seen_in_training_in_either_order():
+    from sidkit.diagnostics.retrieval import novel_pairs
+
+    train = np.array([[0, 1], [2, 3], [5, 4]])
+    heldout = np.array([[1, 0], [0, 1], [2, 4], [4, 5], [3, 6]])
+    assert novel_pairs(heldout, train).tolist() == [[2, 4], [3, 6]]
+    assert novel_pairs(heldout, np.zeros((0, 2), dtype=np.int64)).tolist() == heldout.tolist()

@@ -11,6 +11,8 @@ Definitions (docs/diagnostics.md, "Retrieval"), for held-out behaviour pairs (q,
 - SID-embedding AUC: each item's quantized vector (sum of its codewords in the tokenizer's
   quantization space); the AUC of cosine similarity separating held-out pairs from as many
   random item pairs (ties count one half).
+- Novel pairs (:func:`novel_pairs`): the held-out pairs whose two items never form a training pair;
+  both metrics are reported on them beside all held-out pairs.
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ DEFAULT_CUTOFFS: tuple[int, ...] = (20, 50, 100, 200)
 TIE_TOLERANCE = 1e-6
 # Queries x items scored per block (float64: about 128 MiB).
 SCORE_VALUES = 1 << 24
-# The query's own score: below any cosine, so it is never above or tied with a target.
-_NO_ANSWER = -3.0
+# Cosines are clamped into [-_SCORE_BOUND, _SCORE_BOUND] (float32 products can pass 1 by rounding); the
+# query's own score _NO_ANSWER lies below them, farther than any tie tolerance.
+_SCORE_BOUND = 1.5
+_NO_ANSWER = -2.0
 # Rows of sorted scores are shifted by this much each, so they can be searched as one sorted array.
-_ROW_OFFSET = 4.0
+# One row spans [_NO_ANSWER, _SCORE_BOUND]; the gap to the next row (here 4.5) must exceed the tie
+# tolerance, or a target at cosine 1 would tie with the next row's query (a phantom tie).
+_ROW_OFFSET = 8.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ def hit_rates(embeddings: Any, pairs: np.ndarray, cutoffs: Sequence[int] = DEFAU
             q = torch.from_numpy(queries[start:start + block_pairs]).to(table.device)
             t = torch.from_numpy(targets[start:start + block_pairs]).to(table.device)
             distinct, slot = torch.unique(q, return_inverse=True)  # score each query once
-            scores = (table[distinct] @ table.T).double()            # (U, N) cosines
+            scores = (table[distinct] @ table.T).double().clamp_(-_SCORE_BOUND, _SCORE_BOUND)  # (U, N) cosines
             scores[torch.arange(len(distinct), device=table.device), distinct] = _NO_ANSWER  # q itself
             own = scores[slot, t]                                    # (B,) each target's score
             # Rank by binary search: every row sorted, rows laid end to end with offsets that keep
@@ -161,6 +167,24 @@ def pair_cosines(embeddings: Any, pairs: np.ndarray, *, device: str | torch.devi
             block = torch.from_numpy(rows[start:start + step]).to(table.device)
             out[start:start + len(block)] = (table[block[:, 0]] * table[block[:, 1]]).sum(1).double().cpu().numpy()
     return out
+
+
+def novel_pairs(heldout: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The (P', 2) held-out pairs whose two items never form a training pair, in either order.
+
+    A held-out pair that recurs from training (the same two items, engaged together again later) can
+    be scored well by anything that saw the training pairs; the novel ones measure generalization.
+    """
+    rows = check_pairs(heldout, np.iinfo(np.int64).max)
+    seen = check_pairs(train, np.iinfo(np.int64).max)
+    if len(rows) == 0 or len(seen) == 0:
+        return rows.copy()
+    span = int(max(rows.max(), seen.max())) + 1
+
+    def unordered(pairs: np.ndarray) -> np.ndarray:
+        return np.minimum(pairs[:, 0], pairs[:, 1]) * span + np.maximum(pairs[:, 0], pairs[:, 1])
+
+    return rows[~np.isin(unordered(rows), unordered(seen))]
 
 
 def random_pairs(num_items: int, count: int, *, seed: int = 0) -> np.ndarray:
