@@ -65,6 +65,29 @@ def test_diagnose_json(model_dir, embeddings_file, tmp_path, capsys):
         reconstruction_report(x, tokenizer.decode(ids)).mse, rel=1e-9)
 
 
+def test_diagnose_reports_the_overlap_as_compare_does(model_dir, embeddings_file, tmp_path, capsys):
+    from sidkit.diagnostics.overlap import overlap_sweep
+
+    out = tmp_path / "d.json"
+    assert main(["diagnose", "--model", str(model_dir), "--embeddings", str(embeddings_file), "--rho", "0.1,0.3",
+                 "--samples", "4", "--seed", "2", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "K_eff" in printed and "flip" in printed and "±" in printed
+    (first, second) = json.loads(out.read_text())["overlap"]
+    expected = overlap_sweep(load_tokenizer(model_dir), np.load(embeddings_file), (0.1, 0.3), 4, seed=2)
+    for got, want in ((first, expected.reports[0]), (second, expected.reports[1])):
+        assert got["rho"] == want.rho and got["samples"] == 4
+        for entry, reference in zip(got["levels"] + got["depths"], want.levels + want.depths, strict=True):
+            assert entry["effective_size"] == pytest.approx(reference.stats.effective_size, rel=1e-9)
+            assert entry["effective_size_se"] == pytest.approx(reference.stats.effective_size_se, rel=1e-6)
+            assert entry["distribution_penalty"] == pytest.approx(reference.stats.distribution_penalty, rel=1e-9)
+            assert entry["geometry_penalty"] == pytest.approx(reference.stats.geometry_penalty, rel=1e-6, abs=1e-12)
+            assert entry["flip_rate"] == pytest.approx(reference.flip_rate, rel=1e-9)
+    assert main(["diagnose", "--model", str(model_dir), "--embeddings", str(embeddings_file), "--samples",
+                 "2"]) == 2
+    assert "samples must be an integer >= 3" in capsys.readouterr().err
+
+
 def test_chunked_diagnostics_equal_one_shot(model_dir, embeddings_file):
     tokenizer = load_tokenizer(model_dir)
     x = np.load(embeddings_file)

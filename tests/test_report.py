@@ -31,7 +31,7 @@ REPORT_IMAGES = 5  # usage, K_eff, penalties, retention, hierarchy
 def report_path(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("data") / "synth"
     write_synthetic(SyntheticConfig(items=400, users=60, interactions=5000, dim=16, topics=(4, 4, 2), seed=1), data)
-    settings = CompareSettings(levels=2, codebook_size=8, rhos=(0.05, 0.1, 0.3), samples=2, stability=False)
+    settings = CompareSettings(levels=2, codebook_size=8, rhos=(0.05, 0.1, 0.3), samples=3, stability=False)
     result = run_comparison(data, ["rq-kmeans"], tmp_path_factory.mktemp("run"), settings)
     return result.report_path
 

@@ -1,44 +1,50 @@
-"""The comparison runner: fit several tokenizers on one dataset, diagnose each, write the results.
+"""The comparison runner: fit (or take) several tokenizers on one dataset, diagnose each, write the results.
 
-``run_comparison(data_dir, methods, out_dir)`` fits every method (names of
-:data:`sidkit.tokenizers.factory.METHODS`) on the dataset's embeddings and computes, per method:
-code usage, reconstruction, the empirical overlap O_pi / K_eff with its penalties over a sweep of
-noise levels (per level and per depth), the analytic overlap per level, hit-rate retention and
-SID-embedding AUC on held-out behaviour pairs, the prefix hierarchy table, and stability against a
-second fit with another seed. It writes, atomically, into ``out_dir``::
+``run_comparison(data_dir, methods, out_dir)`` takes method specs, each a registered method name
+(:data:`sidkit.tokenizers.factory.METHODS`), optionally with settings (``"rq-vae@epochs=50"``,
+``"rq-kmeans@balanced=True@fit_sample=4096"``), and/or already fitted tokenizers (``fitted=``), and
+computes, per tokenizer: code usage, reconstruction, the empirical overlap O_pi / K_eff with its
+penalties over a sweep of noise levels (per level and per depth, with Monte Carlo standard errors),
+the analytic overlap per level, hit-rate retention and SID-embedding AUC on held-out behaviour pairs
+(all of them, and the novel ones that never occur in training), the prefix hierarchy table, and
+stability against a second fit with another seed. Neural tokenizers train until their validation
+loss stops improving (early stopping) unless told otherwise. It writes, atomically, into ``out_dir``::
 
     metrics.json          every number, per method
     summary.md            the summary table and the per-level tables, in markdown
     report.html           one self-contained HTML report with plots and a browsable SID trie
-    models/<method>/      each fitted tokenizer (load with sidkit.tokenizers.base.load_tokenizer)
-    codes/<method>.parquet the items' Semantic IDs (item_id, level_0, ..., sid)
+    models/<label>/       each fitted tokenizer (load with sidkit.tokenizers.base.load_tokenizer)
+    codes/<label>.parquet the items' Semantic IDs (item_id, level_0, ..., sid)
 
-Behaviour pairs come from the dataset's interactions (docs/data.md, "Behaviour pairs"): a "-cl" method trains
-on the earlier (train) pairs only; retention and AUC use the later (held-out) pairs.
+Behaviour pairs come from the dataset's interactions: a contrastive method (a name ending in "-cl",
+or ``contrastive=True``) trains on the earlier (train) pairs only; retention and AUC use the later
+(held-out) pairs. Formatting lives in :mod:`sidkit.report.summary`.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from sidkit.data.dataset import load_dataset
 from sidkit.data.pairs import BehaviourPairs, behaviour_pairs
 from sidkit.diagnostics.hierarchy import HierarchyReport, prefix_hierarchy
-from sidkit.diagnostics.overlap import DEFAULT_RHOS, OverlapSweep, analytic_sweep, overlap_sweep
+from sidkit.diagnostics.overlap import DEFAULT_RHOS, DEFAULT_SAMPLES, OverlapSweep, analytic_sweep, overlap_sweep
 from sidkit.diagnostics.reconstruction import ReconstructionReport, reconstruction_report
 from sidkit.diagnostics.retrieval import (
     DEFAULT_CUTOFFS,
     AucReport,
     RetentionReport,
+    novel_pairs,
     retention,
     sid_embedding_auc,
 )
@@ -47,8 +53,7 @@ from sidkit.diagnostics.usage import UsageReport, usage_report
 from sidkit.errors import ConfigError, DataError, SidkitError
 from sidkit.ids import SemanticIds
 from sidkit.io import atomic_path, write_json, write_text
-from sidkit.report.tables import format_value, markdown_table
-from sidkit.tokenizers.base import Tokenizer
+from sidkit.tokenizers.base import Tokenizer, load_tokenizer
 from sidkit.tokenizers.factory import METHODS, default_codebook_size, make_tokenizer
 
 METRICS_FILE = "metrics.json"
@@ -56,9 +61,15 @@ SUMMARY_FILE = "summary.md"
 REPORT_FILE = "report.html"
 DEFAULT_METHODS: tuple[str, ...] = ("rq-kmeans", "rq-vae", "rqp-vae", "drq-vae", "drq-vae-cl")
 REFERENCE_RHO = 0.1
+#: Most epochs and patience of the neural tokenizers in a comparison: early stopping on the validation
+#: loss ends training long before the cap on catalogs like MovieLens (see docs/tokenizers.md).
+DEFAULT_EPOCHS = 300
+DEFAULT_PATIENCE = 20
 # Methods trained with behaviour pairs (contrastive) end with this suffix.
 CONTRASTIVE_SUFFIX = "-cl"
-_VAR_KEYWORD = "**"  # stands for a **options parameter in _parameters()
+SETTING_SEPARATOR = "@"
+# Settings a method spec may not set: the comparison owns them.
+_RESERVED = ("levels", "codebook_size", "seed", "pairs")
 
 
 @dataclass(frozen=True)
@@ -70,9 +81,11 @@ class CompareSettings:
         codebook_size: codes per level; None picks :func:`default_codebook_size` for the catalog.
         rhos: relative noise levels of the overlap sweep.
         reference_rho: the noise level of the summary table (one of ``rhos``).
-        samples: noise draws per item for the empirical overlap.
-        epochs: training epochs passed to neural tokenizers (those whose constructor takes
-            ``epochs``); None keeps each tokenizer's default.
+        samples: noise draws per item for the empirical overlap (at least 3).
+        epochs: most training epochs of neural tokenizers (those whose constructor takes ``epochs``);
+            None keeps each tokenizer's default.
+        patience: epochs without a better validation loss before a neural tokenizer stops; None keeps
+            each tokenizer's default.
         seed: seed of every fit and every random draw; the stability fit uses ``seed + 1``.
         stability: fit each method a second time (another seed) and compare; doubles fit time.
         neighbours: K of the top-K neighbour overlap in the stability check.
@@ -86,8 +99,9 @@ class CompareSettings:
     codebook_size: int | None = None
     rhos: tuple[float, ...] = DEFAULT_RHOS
     reference_rho: float = REFERENCE_RHO
-    samples: int = 8
-    epochs: int | None = None
+    samples: int = DEFAULT_SAMPLES
+    epochs: int | None = DEFAULT_EPOCHS
+    patience: int | None = DEFAULT_PATIENCE
     seed: int = 0
     stability: bool = True
     neighbours: int = 20
@@ -99,21 +113,65 @@ class CompareSettings:
     def to_dict(self) -> dict[str, Any]:
         return {"levels": self.levels, "codebook_size": self.codebook_size, "rhos": list(self.rhos),
                 "reference_rho": self.reference_rho, "samples": self.samples, "epochs": self.epochs,
-                "seed": self.seed, "stability": self.stability, "neighbours": self.neighbours,
-                "cutoffs": list(self.cutoffs), "window": self.window, "device": self.device,
-                "options": self.options}
+                "patience": self.patience, "seed": self.seed, "stability": self.stability,
+                "neighbours": self.neighbours, "cutoffs": list(self.cutoffs), "window": self.window,
+                "device": self.device, "options": self.options}
+
+
+@dataclass(frozen=True, eq=False)
+class MethodSpec:
+    """One tokenizer of a comparison: a method to fit with settings, or a tokenizer already fitted.
+
+    Attributes:
+        label: its name in tables, ``models/`` and ``codes/`` (``"rq-vae@epochs=50"``).
+        method: the registered method name; for a fitted tokenizer its class name.
+        options: constructor settings of the spec (``{"epochs": 50}``).
+        fitted: the fitted tokenizer, or None to fit one.
+        source: the directory a fitted tokenizer was loaded from, if any.
+    """
+
+    label: str
+    method: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    fitted: Tokenizer | None = None
+    source: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "method": self.method, "options": dict(self.options),
+                "fitted": self.fitted is not None, "source": None if self.source is None else str(self.source)}
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """How a neural tokenizer's training ended: epochs run, the epoch kept, whether it stopped early."""
+
+    epochs: int
+    best_epoch: int | None
+    stopped_early: bool
+    max_epochs: int | None
+
+    @property
+    def converged(self) -> bool:
+        """True when early stopping ended training (the validation loss stopped improving)."""
+        return self.stopped_early
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                "max_epochs": self.max_epochs, "converged": self.converged}
 
 
 @dataclass(frozen=True, eq=False)
 class MethodResult:
     """Everything measured for one tokenizer. ``codes`` are the items' SIDs (N, L).
 
-    Times: ``fit_seconds`` the fit, ``diagnose_seconds`` every diagnostic but stability,
-    ``stability_seconds`` the second fit and its comparison (0 when skipped).
+    ``method`` is the spec's label. Times: ``fit_seconds`` the fit (None for a tokenizer fitted
+    elsewhere), ``diagnose_seconds`` every diagnostic but stability, ``stability_seconds`` the second
+    fit and its comparison (0 when skipped). ``retention_novel`` and ``auc_novel`` use only the
+    held-out pairs never seen in training.
     """
 
     method: str
-    fit_seconds: float
+    fit_seconds: float | None
     diagnose_seconds: float
     stability_seconds: float
     codes: SemanticIds
@@ -126,11 +184,17 @@ class MethodResult:
     auc: AucReport | None
     hierarchy: HierarchyReport
     stability: StabilityReport | None
+    spec: MethodSpec | None = None
+    training: TrainingSummary | None = None
+    retention_novel: RetentionReport | None = None
+    auc_novel: AucReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": self.method, "fit_seconds": self.fit_seconds, "diagnose_seconds": self.diagnose_seconds,
+            "method": self.method, "spec": None if self.spec is None else self.spec.to_dict(),
+            "fit_seconds": self.fit_seconds, "diagnose_seconds": self.diagnose_seconds,
             "stability_seconds": self.stability_seconds,
+            "training": None if self.training is None else self.training.to_dict(),
             "codebook_sizes": list(self.codes.sizes),
             "usage": self.usage.to_dict()["usage"], "sid": self.usage.sid.to_dict(),
             "reconstruction": self.reconstruction.to_dict(),
@@ -138,7 +202,9 @@ class MethodResult:
             "analytic_overlap": None if self.analytic is None else self.analytic.to_dict(),
             "analytic_note": self.analytic_note,
             "retention": None if self.retention is None else self.retention.to_dict(),
+            "retention_novel": None if self.retention_novel is None else self.retention_novel.to_dict(),
             "sid_embedding_auc": None if self.auc is None else self.auc.to_dict(),
+            "sid_embedding_auc_novel": None if self.auc_novel is None else self.auc_novel.to_dict(),
             "hierarchy": self.hierarchy.to_dict(),
             "stability": None if self.stability is None else self.stability.to_dict(),
         }
@@ -149,7 +215,8 @@ class ComparisonResult:
     """The comparison of several tokenizers on one dataset, and where its outputs were written.
 
     ``item_text`` (N,) labels items in the report's SID trie; ``embeddings`` (N, D) are the inputs
-    (the report's trie measures cosine on them).
+    (the report's trie measures cosine on them). ``novel_pairs`` counts the held-out pairs whose two
+    items never form a training pair.
     """
 
     data_dir: Path
@@ -163,6 +230,7 @@ class ComparisonResult:
     item_text: np.ndarray
     embeddings: np.ndarray
     seconds: float
+    novel_pairs: int = 0
 
     @property
     def metrics_path(self) -> Path:
@@ -184,124 +252,157 @@ class ComparisonResult:
                           fix=f"use one of {[m.method for m in self.methods]}")
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One dict per method: the headline numbers (see :data:`SUMMARY_COLUMNS`)."""
+        """One dict per method: the headline numbers (see :data:`SUMMARY_KEYS`)."""
         return [summary_row(result, self.settings) for result in self.methods]
 
     def to_dict(self) -> dict[str, Any]:
         return {"data_dir": str(self.data_dir), "num_items": self.num_items, "dim": self.dim,
-                "behaviour_pairs": {"train": self.train_pairs, "heldout": self.heldout_pairs},
+                "behaviour_pairs": {"train": self.train_pairs, "heldout": self.heldout_pairs,
+                                    "heldout_novel": self.novel_pairs},
                 "settings": self.settings.to_dict(), "seconds": self.seconds,
                 "summary": self.summary_rows(), "methods": [m.to_dict() for m in self.methods]}
 
 
-#: (key, header, format) of the summary table, in order.
-SUMMARY_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("method", "method", "{}"),
-    ("fit_seconds", "fit s", "{:.1f}"),
-    ("mse", "MSE", "{:.4f}"),
-    ("cosine", "recon cos", "{:.3f}"),
-    ("level0_perplexity", "L0 perplexity", "{:.1f}"),
-    ("level0_gini", "L0 Gini", "{:.3f}"),
-    ("collision_rate", "collisions", "{:.3f}"),
-    ("level0_keff", "L0 K_eff", "{:.1f}"),
-    ("level0_dp_factor", "L0 DP x", "{:.2f}"),
-    ("level0_gp_factor", "L0 GP x", "{:.2f}"),
-    ("sid_keff", "SID K_eff", "{:.0f}"),
-    ("sid_flip_rate", "SID flip", "{:.3f}"),
-    ("retention_20", "ret@20", "{:.3f}"),
-    ("retention_200", "ret@200", "{:.3f}"),
-    ("sid_auc", "SID AUC", "{:.3f}"),
-    ("agreement_l1", "stab L1", "{:.3f}"),
+#: The keys of :func:`summary_row`, in table order.
+SUMMARY_KEYS: tuple[str, ...] = (
+    "method", "fit_seconds", "epochs", "mse", "cosine", "level0_perplexity", "level0_gini", "collision_rate",
+    "level0_keff", "level0_keff_se", "level0_dp_factor", "level0_gp_factor", "level0_gp_factor_se",
+    "sid_keff", "sid_keff_se", "sid_flip_rate", "sid_flip_rate_se", "sid_flip_to_held", "retention_20",
+    "retention_200", "retention_novel_20", "sid_auc", "sid_auc_novel", "agreement_l1",
 )
 
 
-#: What ``make demo`` runs on ML-100K: all defaults, with neural tokenizers trained for 20 epochs, so
-#: that the five methods, each fitted twice (stability), finish in a few minutes on 2 CPU cores.
-DEMO_SETTINGS = CompareSettings(epochs=20)
-
-
 def summary_row(result: MethodResult, settings: CompareSettings) -> dict[str, Any]:
-    """The headline numbers of one method; None where a metric was not computed."""
+    """The headline numbers of one method; None where a metric was not computed. Keys ending in
+    ``_se`` are Monte Carlo standard errors (noise draws) of the figure before them."""
     report = result.overlap.at(settings.reference_rho)
     level0 = report.get("level", 0)
     full = report.get("depth", result.codes.levels)
-    ret = result.retention
+    training = result.training
     return {
         "method": result.method,
         "fit_seconds": result.fit_seconds,
+        "epochs": None if training is None else training.epochs,
         "mse": result.reconstruction.mse,
         "cosine": result.reconstruction.cosine,
         "level0_perplexity": result.usage.levels[0].perplexity,
         "level0_gini": result.usage.levels[0].gini,
         "collision_rate": result.usage.sid.collision_rate,
         "level0_keff": level0.stats.effective_size,
+        "level0_keff_se": level0.stats.effective_size_se,
         "level0_dp_factor": level0.stats.distribution_factor,
         "level0_gp_factor": level0.stats.geometry_factor,
+        "level0_gp_factor_se": level0.stats.geometry_factor_se,
         "sid_keff": full.stats.effective_size,
+        "sid_keff_se": full.stats.effective_size_se,
         "sid_flip_rate": full.flip_rate,
-        "retention_20": _retention_at(ret, 20),
-        "retention_200": _retention_at(ret, 200),
+        "sid_flip_rate_se": full.flip_rate_se,
+        "sid_flip_to_held": full.flip_to_held,
+        "retention_20": _retention_at(result.retention, 20),
+        "retention_200": _retention_at(result.retention, 200),
+        "retention_novel_20": _retention_at(result.retention_novel, 20),
         "sid_auc": None if result.auc is None else result.auc.auc,
+        "sid_auc_novel": None if result.auc_novel is None else result.auc_novel.auc,
         "agreement_l1": None if result.stability is None else result.stability.prefix_agreement[0],
     }
 
 
-#: The summary metrics a terminal shows, one row each.
-TERMINAL_COLUMNS: tuple[str, ...] = ("fit_seconds", "mse", "cosine", "level0_perplexity", "level0_gini",
-                                     "collision_rate", "level0_keff", "level0_dp_factor", "level0_gp_factor",
-                                     "sid_keff", "sid_flip_rate", "retention_20", "retention_200", "sid_auc",
-                                     "agreement_l1")
-#: Longer names of the summary metrics, for the terminal table.
-METRIC_NAMES: dict[str, str] = {
-    "fit_seconds": "fit seconds", "mse": "reconstruction MSE", "cosine": "reconstruction cosine",
-    "level0_perplexity": "level-0 perplexity", "level0_gini": "level-0 Gini", "collision_rate": "SID collisions",
-    "level0_keff": "level-0 K_eff", "level0_dp_factor": "level-0 DP factor", "level0_gp_factor": "level-0 GP factor",
-    "sid_keff": "full-SID K_eff", "sid_flip_rate": "full-SID flip rate", "retention_20": "retention@20",
-    "retention_200": "retention@200", "sid_auc": "SID-embedding AUC", "agreement_l1": "stability, level 0",
-}
+# ----- method specs --------------------------------------------------------------------------------
 
 
-def summary_table(comparison: ComparisonResult, metrics: Sequence[str] = TERMINAL_COLUMNS) -> Table:
-    """The summary as a rich table for a terminal: one row per metric, one column per method, so five
-    methods fit in 80 characters; ``metrics`` are keys of :data:`SUMMARY_COLUMNS`."""
-    formats = {key: fmt for key, _, fmt in SUMMARY_COLUMNS}
-    settings = comparison.settings
-    table = Table(title=f"Semantic IDs on {comparison.data_dir.name}: {comparison.num_items:,} items, "
-                  f"{settings.levels} x {settings.codebook_size} codes, rho = {settings.reference_rho}")
-    table.add_column("metric", no_wrap=True)
-    rows = comparison.summary_rows()
-    for row in rows:
-        table.add_column(str(row["method"]), justify="right", no_wrap=True)
-    for key in metrics:
-        table.add_row(METRIC_NAMES.get(key, key), *[format_value(row[key], formats[key]) for row in rows])
-    return table
+def split_methods(text: str) -> list[str]:
+    """Split a comma-separated list of method specs, keeping commas inside brackets
+    (``"rq-kmeans,rq-vae@hidden_dims=(256,128)"`` is two specs)."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth <= 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    return [part.strip() for part in parts if part.strip()]
 
 
-def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
-    """Normalized method names; ConfigError naming the available ones for any that is not registered."""
-    names = tuple(method.strip().lower() for method in methods if method.strip())
-    if not names:
+def parse_method_spec(text: str) -> MethodSpec:
+    """``"rq-vae"`` or ``"rq-vae@epochs=50@latent_dim=16"``: a registered method and constructor settings.
+
+    Values are Python literals (numbers, True/False, None, tuples); anything else is a string.
+    ConfigError for an unknown method or a setting its constructor does not take.
+    """
+    name, *settings = [part.strip() for part in text.strip().split(SETTING_SEPARATOR)]
+    key = name.lower()
+    if key not in METHODS:
+        raise ConfigError(f"tokenizer method {name!r} is not available in this sidkit", where="--methods",
+                          fix=f"use some of: {', '.join(METHODS)}")
+    accepted = _parameters(METHODS[key])
+    options: dict[str, Any] = {}
+    label = [key]
+    for setting in settings:
+        option, sep, value = setting.partition("=")
+        option = option.strip()
+        if not sep or not option:
+            raise ConfigError(f"cannot read setting {setting!r} of {text!r}", where="--methods",
+                              fix="write method@name=value, e.g. rq-vae@epochs=50")
+        if option in _RESERVED:
+            raise ConfigError(f"{option} is set by the comparison, not per method ({text!r})", where="--methods",
+                              fix="use --levels, --codebook-size or --seed")
+        if option not in accepted:
+            choices = sorted(accepted - set(_RESERVED) - {"progress"})
+            raise ConfigError(f"{key} has no setting {option!r}", where="--methods",
+                              fix=f"use one of: {', '.join(choices)}")
+        if option in options:
+            raise ConfigError(f"setting {option} given twice in {text!r}", where="--methods")
+        options[option] = _literal(value.strip())
+        label.append(f"{option}={value.strip()}")
+    return MethodSpec(label=SETTING_SEPARATOR.join(label), method=key, options=options)
+
+
+def fitted_spec(label: str, tokenizer: Tokenizer | str | os.PathLike[str], *, device: str = "cpu") -> MethodSpec:
+    """A spec for a tokenizer fitted elsewhere: the object, or a directory written by ``save``."""
+    if isinstance(tokenizer, Tokenizer):
+        model, source = tokenizer, None
+    else:
+        source = Path(tokenizer)
+        model = load_tokenizer(source, device=device)
+    if not getattr(model, "is_fitted", True):
+        raise ConfigError(f"tokenizer {label!r} is not fitted", where=label, fix="fit it first, or pass a method name")
+    return MethodSpec(label=label, method=type(model).__name__, fitted=model, source=source)
+
+
+def check_methods(methods: Sequence[str | MethodSpec]) -> tuple[MethodSpec, ...]:
+    """Specs for ``methods`` (names, names with settings, or specs); ConfigError naming the available
+    methods for any that is not registered, or for a label given twice."""
+    specs = tuple(method if isinstance(method, MethodSpec) else parse_method_spec(method)
+                  for method in methods if isinstance(method, MethodSpec) or method.strip())
+    if not specs:
         raise ConfigError("no methods given", where="--methods", fix=f"use some of: {', '.join(METHODS)}")
-    missing = [name for name in names if name not in METHODS]
-    if missing:
-        raise ConfigError(f"tokenizer method(s) {', '.join(missing)} are not available in this sidkit",
-                          where="--methods", fix=f"use some of: {', '.join(METHODS)}")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+    labels = [spec.label for spec in specs]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
-        raise ConfigError(f"method(s) {', '.join(duplicates)} given twice", where="--methods")
-    return names
+        raise ConfigError(f"method(s) {', '.join(duplicates)} given twice", where="--methods",
+                          fix="give each its own settings, e.g. rq-vae@epochs=50,rq-vae@epochs=200")
+    return specs
 
 
-def run_comparison(data_dir: str | os.PathLike[str], methods: Sequence[str] = DEFAULT_METHODS,
+# ----- running -------------------------------------------------------------------------------------
+
+
+def run_comparison(data_dir: str | os.PathLike[str], methods: Sequence[str | MethodSpec] = DEFAULT_METHODS,
                    out_dir: str | os.PathLike[str] = "runs/compare", settings: CompareSettings | None = None, *,
-                   report: bool = True, log: Callable[[str], None] | None = None) -> ComparisonResult:
-    """Fit and diagnose ``methods`` on the dataset in ``data_dir``; write the outputs into ``out_dir``.
+                   fitted: Mapping[str, Tokenizer | str | os.PathLike[str]] | None = None, report: bool = True,
+                   log: Callable[[str], None] | None = None) -> ComparisonResult:
+    """Fit and diagnose ``methods`` (and the ``fitted`` tokenizers, by label) on the dataset in
+    ``data_dir``; write the outputs into ``out_dir``.
 
     ``log`` receives one line per stage (e.g. ``print``); ``report=False`` skips the HTML report.
     """
     settings = settings or CompareSettings()
-    names = check_methods(methods)
     _check_settings(settings)
+    specs = [fitted_spec(label, model, device=settings.device) for label, model in (fitted or {}).items()]
+    specs = list(check_methods([*(list(methods) if methods else []), *specs]))
     say = log or (lambda _line: None)
     started = time.perf_counter()
     dataset = load_dataset(data_dir)
@@ -311,41 +412,53 @@ def run_comparison(data_dir: str | os.PathLike[str], methods: Sequence[str] = DE
                         fix=f"run `sidkit embed --data {data_dir}` first")
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
+    for spec in specs:
+        if spec.fitted is not None and spec.fitted.dim != x.shape[1]:
+            raise DataError(f"{spec.label} was fitted on {spec.fitted.dim}-d embeddings, the dataset has "
+                            f"{x.shape[1]}", where=spec.label, fix="compare tokenizers fitted on these embeddings")
     if settings.codebook_size is None:
         settings = replace(settings, codebook_size=default_codebook_size(n))
     pairs = behaviour_pairs(dataset.interactions, dataset.catalog, window=settings.window)
+    novel = novel_pairs(pairs.heldout, pairs.train)
     say(f"{n:,} items x {x.shape[1]} dims; behaviour pairs: {len(pairs.train):,} train, "
-        f"{len(pairs.heldout):,} held out; {settings.levels} x {settings.codebook_size} codes")
+        f"{len(pairs.heldout):,} held out ({len(novel):,} never seen in training); "
+        f"{settings.levels} x {settings.codebook_size} codes")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for name in names:
-        say(f"{name}: fitting")
-        result = evaluate_method(name, x, pairs, settings, out, item_ids=dataset.catalog.item_ids, log=say)
-        say(f"{name}: fit {result.fit_seconds:.1f} s, diagnostics {result.diagnose_seconds:.1f} s, "
+    for spec in specs:
+        say(f"{spec.label}: " + ("diagnosing (fitted elsewhere)" if spec.fitted is not None else "fitting"))
+        result = evaluate_method(spec, x, pairs, settings, out, item_ids=dataset.catalog.item_ids, log=say)
+        fit = "fitted elsewhere" if result.fit_seconds is None else f"fit {result.fit_seconds:.1f} s"
+        say(f"{spec.label}: {fit}, diagnostics {result.diagnose_seconds:.1f} s, "
             f"stability {result.stability_seconds:.1f} s")
         results.append(result)
     comparison = ComparisonResult(Path(data_dir), out, settings, n, int(x.shape[1]), len(pairs.train),
                                   len(pairs.heldout), tuple(results), _item_labels(dataset.catalog), x,
-                                  time.perf_counter() - started)
+                                  time.perf_counter() - started, len(novel))
     write_outputs(comparison, report=report)
     say(f"wrote {comparison.metrics_path}, {comparison.summary_path}"
         + (f", {comparison.report_path}" if report else ""))
     return comparison
 
 
-def evaluate_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: CompareSettings, out: Path, *,
-                    item_ids: np.ndarray | None = None, log: Callable[[str], None] | None = None) -> MethodResult:
-    """Fit one method on (N, D) ``x`` and compute every diagnostic.
+def evaluate_method(spec: str | MethodSpec, x: np.ndarray, pairs: BehaviourPairs, settings: CompareSettings,
+                    out: Path, *, item_ids: np.ndarray | None = None,
+                    log: Callable[[str], None] | None = None) -> MethodResult:
+    """Fit one method (unless the spec holds a fitted tokenizer) on (N, D) ``x`` and compute every diagnostic.
 
-    Writes the tokenizer to ``out/models/<name>`` and the codes (with ``item_ids``, if given) to
-    ``out/codes/<name>.parquet``.
+    Writes the tokenizer to ``out/models/<label>`` and the codes (with ``item_ids``, if given) to
+    ``out/codes/<label>.parquet``.
     """
+    spec = check_methods([spec])[0]
     say = log or (lambda _line: None)
     started = time.perf_counter()
-    tokenizer = fit_method(name, x, pairs, settings, seed=settings.seed)
-    fit_seconds = time.perf_counter() - started
-    tokenizer.save(out / "models" / name)
+    if spec.fitted is None:
+        tokenizer = fit_method(spec, x, pairs, settings, seed=settings.seed)
+        fit_seconds: float | None = time.perf_counter() - started
+    else:
+        tokenizer, fit_seconds = spec.fitted, None
+    tokenizer.save(out / "models" / file_label(spec.label))
     started = time.perf_counter()
     ids = tokenizer.encode(x)
     reconstructed = tokenizer.decode(ids)
@@ -358,65 +471,99 @@ def evaluate_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: C
         analytic = analytic_sweep(tokenizer, x, settings.rhos, codes=ids)
     except SidkitError as error:  # e.g. a tokenizer that does not expose its latent space
         note = f"analytic overlap not available: {error.problem}"
-        say(f"{name}: {note}")
-    heldout = pairs.heldout
-    ret = retention(x, reconstructed, heldout, settings.cutoffs, device=settings.device) if len(heldout) else None
-    auc = sid_embedding_auc(quantized, heldout, seed=settings.seed, device=settings.device) if len(heldout) else None
+        say(f"{spec.label}: {note}")
+    heldout, novel = pairs.heldout, novel_pairs(pairs.heldout, pairs.train)
+
+    def retrieval(subset: np.ndarray) -> tuple[RetentionReport | None, AucReport | None]:
+        if not len(subset):
+            return None, None
+        return (retention(x, reconstructed, subset, settings.cutoffs, device=settings.device),
+                sid_embedding_auc(quantized, subset, seed=settings.seed, device=settings.device))
+
+    ret, auc = retrieval(heldout)
+    ret_novel, auc_novel = retrieval(novel)
     reconstruction = reconstruction_report(x, reconstructed)
     hierarchy = prefix_hierarchy(ids, x)
     diagnose_seconds = time.perf_counter() - started
     started = time.perf_counter()
     second = None
     if settings.stability:
-        say(f"{name}: second fit (seed {settings.seed + 1}) for stability")
-        other = fit_method(name, x, pairs, settings, seed=settings.seed + 1)
+        say(f"{spec.label}: second fit (seed {settings.seed + 1}) for stability")
+        other = (fit_method(spec, x, pairs, settings, seed=settings.seed + 1) if spec.fitted is None
+                 else refit(tokenizer, x, pairs, settings, seed_offset=1))
         other_ids = other.encode(x)
         second = stability(ids, other_ids, quantized, other.quantized(other_ids),
                            neighbours=min(settings.neighbours, len(x) - 1), seed=settings.seed)
     stability_seconds = time.perf_counter() - started
-    _write_codes(out / "codes" / f"{name}.parquet", ids, item_ids)
+    _write_codes(out / "codes" / f"{file_label(spec.label)}.parquet", ids, item_ids)
     return MethodResult(
-        method=name, fit_seconds=fit_seconds, diagnose_seconds=diagnose_seconds,
+        method=spec.label, fit_seconds=fit_seconds, diagnose_seconds=diagnose_seconds,
         stability_seconds=stability_seconds, codes=ids, usage=usage_report(ids), reconstruction=reconstruction,
         overlap=sweep, analytic=analytic, analytic_note=note, retention=ret, auc=auc, hierarchy=hierarchy,
-        stability=second)
+        stability=second, spec=spec, training=training_summary(tokenizer), retention_novel=ret_novel,
+        auc_novel=auc_novel)
 
 
-def fit_method(name: str, x: np.ndarray, pairs: BehaviourPairs, settings: CompareSettings, *,
+def fit_method(spec: str | MethodSpec, x: np.ndarray, pairs: BehaviourPairs, settings: CompareSettings, *,
                seed: int) -> Tokenizer:
-    """A fitted tokenizer of method ``name``; a "-cl" method gets the train behaviour pairs.
+    """A fitted tokenizer of ``spec`` (a method name, a name with settings, or a spec); a contrastive
+    method gets the train behaviour pairs.
 
-    ``settings.epochs`` goes to tokenizers whose constructor takes ``epochs`` (or ``**options``, as
-    the neural ones pass them on). Behaviour pairs go to the constructor or to ``fit``, whichever
-    names a ``pairs`` parameter.
+    ``settings.epochs`` / ``settings.patience`` go to tokenizers whose constructor takes them, under
+    the spec's own settings and ``settings.options``. Behaviour pairs go to the constructor or to
+    ``fit``, whichever names a ``pairs`` parameter.
     """
-    key = check_methods([name])[0]
+    spec = check_methods([spec])[0]
     assert settings.codebook_size is not None
+    key = spec.method
     factory = METHODS[key]
     accepted = _parameters(factory)
-    options = dict(settings.options.get(key, {}))
-    if settings.epochs is not None and ("epochs" in accepted or _VAR_KEYWORD in accepted):
-        options.setdefault("epochs", settings.epochs)
-    needs_pairs = key.endswith(CONTRASTIVE_SUFFIX)
-    if needs_pairs and len(pairs.train) == 0:
-        raise DataError(f"{key} trains on behaviour pairs, but the train split has none", where="interactions",
-                        fix="use a dataset with more positive interactions, or a larger --window")
+    options = {**settings.options.get(key, {}), **spec.options}
+    for name, value in (("epochs", settings.epochs), ("patience", settings.patience)):
+        if value is not None and name in accepted:
+            options.setdefault(name, value)
+    needs_pairs = key.endswith(CONTRASTIVE_SUFFIX) or bool(options.get("contrastive", False))
     pairs_in_constructor = needs_pairs and "pairs" in accepted
     if pairs_in_constructor:
+        _check_train_pairs(key, pairs)
         options["pairs"] = pairs.train
     options["seed"] = seed
     tokenizer = make_tokenizer(key, levels=settings.levels, codebook_size=settings.codebook_size, **options)
     if needs_pairs and not pairs_in_constructor:
-        if "pairs" not in _parameters(tokenizer.fit):
-            raise ConfigError(f"{key} needs behaviour pairs, but neither its constructor nor its fit() takes "
-                              "a `pairs` argument", where=key, fix="give the tokenizer a pairs=(P, 2) argument")
-        fit: Any = tokenizer.fit
-        return fit(x, pairs=pairs.train, device=settings.device)
+        return _fit_with_pairs(tokenizer, key, x, pairs, settings)
     return tokenizer.fit(x, device=settings.device)
+
+
+def refit(tokenizer: Tokenizer, x: np.ndarray, pairs: BehaviourPairs, settings: CompareSettings, *,
+          seed_offset: int) -> Tokenizer:
+    """An unfitted copy of ``tokenizer`` with its seed moved by ``seed_offset``, fitted on ``x``."""
+    params = tokenizer.get_params()
+    params["seed"] = int(params.get("seed", settings.seed) or 0) + seed_offset
+    copy = type(tokenizer)(**params)
+    if params.get("contrastive", False):
+        return _fit_with_pairs(copy, type(tokenizer).__name__, x, pairs, settings)
+    return copy.fit(x, device=settings.device)
+
+
+def training_summary(tokenizer: Tokenizer) -> TrainingSummary | None:
+    """How a neural tokenizer's training ended (from its history); None for one without a history."""
+    history = getattr(tokenizer, "history", None)
+    if history is None:
+        return None
+    max_epochs = tokenizer.get_params().get("epochs")
+    return TrainingSummary(len(history), history.best_epoch, bool(history.stopped_early),
+                           None if max_epochs is None else int(max_epochs))
+
+
+def file_label(label: str) -> str:
+    """``label`` as a file name: letters, digits and ``-_.=@`` kept, anything else becomes ``_``."""
+    return re.sub(r"[^A-Za-z0-9_.=@-]", "_", label)
 
 
 def write_outputs(comparison: ComparisonResult, *, report: bool = True) -> None:
     """Write metrics.json, summary.md and (unless ``report`` is False) report.html, each atomically."""
+    from sidkit.report.summary import markdown_summary
+
     write_json(comparison.metrics_path, comparison.to_dict())
     write_text(comparison.summary_path, markdown_summary(comparison))
     if report:
@@ -425,53 +572,23 @@ def write_outputs(comparison: ComparisonResult, *, report: bool = True) -> None:
         write_report(comparison, comparison.report_path)
 
 
-def markdown_summary(comparison: ComparisonResult) -> str:
-    """The summary table, and per-level overlap, retention and hierarchy tables, as markdown."""
-    settings = comparison.settings
-    lines = [f"# Tokenizer comparison: {comparison.data_dir.name}", "",
-             f"{comparison.num_items:,} items x {comparison.dim} dims; {settings.levels} levels x "
-             f"{settings.codebook_size} codes; behaviour pairs {comparison.train_pairs:,} train / "
-             f"{comparison.heldout_pairs:,} held out; overlap at rho = {settings.reference_rho} with "
-             f"{settings.samples} noise draws per item.", ""]
-    lines += markdown_table([header for _, header, _ in SUMMARY_COLUMNS],
-                            [[format_value(row[key], fmt) for key, _, fmt in SUMMARY_COLUMNS]
-                             for row in comparison.summary_rows()])
-    lines += ["", f"## Overlap per level and depth (rho = {settings.reference_rho})", ""]
-    rows = []
-    for result in comparison.methods:
-        report = result.overlap.at(settings.reference_rho)
-        analytic = None if result.analytic is None else result.analytic.at(settings.reference_rho)
-        for entry in (*report.levels, *report.depths):
-            st = entry.stats
-            analytic_keff = (analytic.get("level", entry.index).stats.effective_size
-                             if analytic is not None and entry.by == "level" else None)
-            rows.append([result.method, f"{entry.by} {entry.index}", str(st.nominal_size),
-                         f"{1 / st.simpson:.1f}", f"{st.effective_size:.1f}", format_value(analytic_keff, "{:.1f}"),
-                         f"{st.distribution_penalty:.2e}", f"{st.geometry_penalty:.2e}",
-                         f"{st.distribution_factor:.2f}", f"{st.geometry_factor:.2f}", f"{entry.flip_rate:.3f}"])
-    lines += markdown_table(["method", "symbols", "K_nom", "1/sum pi^2", "K_eff", "K_eff analytic", "DP", "GP",
-                             "DP x", "GP x", "flip rate"], rows)
-    if any(result.retention is not None for result in comparison.methods):
-        lines += ["", "## Hit-rate retention", ""]
-        cutoffs = settings.cutoffs
-        rows = [[result.method, *[format_value(_retention_at(result.retention, k), "{:.3f}") for k in cutoffs]]
-                for result in comparison.methods]
-        first = next(r.retention for r in comparison.methods if r.retention is not None)
-        assert first is not None
-        rows.append(["(HR@K original)", *[f"{v:.4f}" for v in first.original.hit_rates]])
-        lines += markdown_table(["method", *[f"ret@{k}" for k in cutoffs]], rows)
-    lines += ["", "## Prefix hierarchy (mean cosine of items sharing a prefix)", ""]
-    depth_headers = [f"depth {d}" for d in range(1, settings.levels + 1)]
-    rows = [[result.method, *[format_value(row.mean_cosine, "{:.3f}") for row in result.hierarchy.depths],
-             f"{result.hierarchy.random_cosine:.3f}",
-             " / ".join(f"{row.size_median:g}" for row in result.hierarchy.depths)]
-            for result in comparison.methods]
-    lines += markdown_table(["method", *depth_headers, "random pairs", "median sub-trie size by depth"], rows)
-    notes = [f"- {r.method}: {r.analytic_note}" for r in comparison.methods if r.analytic_note]
-    if notes:
-        lines += ["", "Notes:", "", *notes]
-    return "\n".join(lines) + "\n"
+# ----- helpers -------------------------------------------------------------------------------------
 
+
+def _fit_with_pairs(tokenizer: Tokenizer, key: str, x: np.ndarray, pairs: BehaviourPairs,
+                    settings: CompareSettings) -> Tokenizer:
+    if "pairs" not in _parameters(tokenizer.fit):
+        raise ConfigError(f"{key} needs behaviour pairs, but neither its constructor nor its fit() takes "
+                          "a `pairs` argument", where=key, fix="give the tokenizer a pairs=(P, 2) argument")
+    _check_train_pairs(key, pairs)
+    fit: Any = tokenizer.fit
+    return fit(x, pairs=pairs.train, device=settings.device)
+
+
+def _check_train_pairs(key: str, pairs: BehaviourPairs) -> None:
+    if len(pairs.train) == 0:
+        raise DataError(f"{key} trains on behaviour pairs, but the train split has none", where="interactions",
+                        fix="use a dataset with more positive interactions, or a larger --window")
 
 
 def _retention_at(report: RetentionReport | None, k: int) -> float | None:
@@ -480,15 +597,21 @@ def _retention_at(report: RetentionReport | None, k: int) -> float | None:
     return report.at(k)
 
 
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        lowered = text.lower()
+        return {"true": True, "false": False, "none": None}.get(lowered, text)
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:
-    """Names of ``fn``'s parameters, plus :data:`_VAR_KEYWORD` when it takes ``**options``."""
+    """Names of ``fn``'s parameters."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return set()
-    return {_VAR_KEYWORD if p.kind is inspect.Parameter.VAR_KEYWORD else p.name for p in parameters}
+    return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}
 
 
 def _item_labels(catalog: Any) -> np.ndarray:
@@ -515,3 +638,6 @@ def _check_settings(settings: CompareSettings) -> None:
     if settings.codebook_size is not None and settings.codebook_size < 2:
         raise ConfigError(f"codebook_size must be at least 2, got {settings.codebook_size}",
                           where="codebook_size")
+    if isinstance(settings.samples, bool) or not isinstance(settings.samples, int) or settings.samples < 3:
+        raise ConfigError(f"samples must be an integer >= 3, got {settings.samples!r}", where="--samples",
+                          fix=f"use at least 3 noise draws per item (default {DEFAULT_SAMPLES})")

@@ -23,11 +23,12 @@ console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def run_demo(out: Path, *, skip_rank: bool = False) -> None:
-    from sidkit.compare import DEFAULT_METHODS, DEMO_SETTINGS, run_comparison, summary_table
+    from sidkit.compare import DEFAULT_METHODS, CompareSettings, run_comparison
     from sidkit.data.dataset import save_dataset
     from sidkit.data.movielens import load_movielens_100k
     from sidkit.data.summary import summarize_dataset
     from sidkit.embed import embed_dataset
+    from sidkit.report.summary import notes, summary_table
 
     data_dir = out / "ml-100k"
     started = time.perf_counter()
@@ -41,8 +42,11 @@ def run_demo(out: Path, *, skip_rank: bool = False) -> None:
     console.print(table)
 
     console.rule("3. tokenizers: fit, diagnose, compare")
-    comparison = run_comparison(data_dir, DEFAULT_METHODS, out / "compare", DEMO_SETTINGS, log=console.print)
+    # Default settings: neural tokenizers train until their validation loss stops improving.
+    comparison = run_comparison(data_dir, DEFAULT_METHODS, out / "compare", CompareSettings(), log=console.print)
     console.print(summary_table(comparison))
+    for line in notes(comparison):
+        console.print(f"note: {line}", highlight=False)
     console.print(f"tokenizer report: {comparison.report_path}")
 
     if not skip_rank:

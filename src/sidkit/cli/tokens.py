@@ -16,6 +16,8 @@ from sidkit.errors import SidkitError
 if TYPE_CHECKING:
     import numpy as np
 
+    from sidkit.diagnostics.overlap import OverlapReport, OverlapSweep
+
 EmbeddingsFile = Annotated[Path | None, typer.Option("--embeddings", help="Embeddings file (.npy, memory-mapped, "
                                                     "or .parquet).")]
 OptionalData = Annotated[Path | None, typer.Option("--data", help="Dataset directory; its embeddings.npy is "
@@ -134,16 +136,26 @@ def diagnose(
     embeddings: EmbeddingsFile = None,
     data: OptionalData = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+    rho: Annotated[str, typer.Option(help="Comma-separated relative noise levels of the overlap (O_pi, K_eff, "
+                                     "penalties, flip rate).")] = "0.1",
+    samples: Annotated[int, typer.Option(help="Noise draws per item for the overlap (>= 3).")] = 8,
+    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Compute the overlap (one more pass "
+                                          "that encodes every item `samples` times per rho).")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
     device: Device = "cpu",
     backend: Backend = "local",
     address: RayAddress = None,
     progress: ProgressFlag = None,
 ) -> None:
-    """Code usage per level, SID collisions and reconstruction of a fitted tokenizer (streamed, any size).
+    """Code usage per level, SID collisions, reconstruction, and the expected codeword overlap O_pi with
+    K_eff, its penalties and the flip rate per level and depth, of a fitted tokenizer (streamed, any size).
 
     Example: `sidkit diagnose --model models/rqk --data data/ml-100k --json diagnostics.json`
     """
+    from sidkit.cli.compare import parse_floats
+
     use_progress(progress)
+    rhos = parse_floats(rho, "--rho")
     result = diagnose_result(model, embeddings, data, device=device, backend=backend, address=address)
     levels = Table(title=f"code usage ({result.usage.num_items:,} items)")
     for column in ("level", "size", "active", "dead", "perplexity", "entropy ratio", "gini"):
@@ -161,11 +173,49 @@ def diagnose(
     summary.add_row("relative error", f"{rec.relative_error:.4f}")
     summary.add_row("mean cosine", f"{rec.cosine:.4f}")
     console.print(summary)
+    sweep = overlap_result(model, embeddings, data, rhos, samples, seed=seed, device=device) if overlap else None
+    if sweep is not None:
+        for report in sweep.reports:
+            console.print(overlap_table(report))
     if json_out is not None:
         from sidkit.io import write_json
 
-        write_json(json_out, {"model": str(model), **result.to_dict()})
+        payload = {"model": str(model), **result.to_dict()}
+        if sweep is not None:
+            payload["overlap"] = sweep.to_dict()
+        write_json(json_out, payload)
         console.print(f"metrics written to {json_out}")
+
+
+def overlap_result(model: Path, embeddings: Path | None, data: Path | None, rhos: tuple[float, ...], samples: int,
+                   *, seed: int, device: str) -> OverlapSweep:
+    """The overlap sweep of a saved tokenizer over the streamed embeddings (always local)."""
+    from sidkit.cli.scale import embeddings_path
+    from sidkit.stream.overlap import stream_overlap_sweep
+    from sidkit.stream.source import open_embeddings
+    from sidkit.tokenizers.base import load_tokenizer
+
+    path = embeddings_path(embeddings, data)
+    tokenizer = load_tokenizer(model, device=device)
+    return stream_overlap_sweep(tokenizer, open_embeddings(path if data is None else path / "embeddings.npy"),
+                                rhos, samples, seed=seed)
+
+
+def overlap_table(report: OverlapReport) -> Table:
+    """O_pi, K_eff, DP, GP and flip rate per level and depth, each Monte Carlo figure with its 95% interval."""
+    table = Table(title=f"expected codeword overlap at rho = {report.rho:g} ({report.samples} noise draws per "
+                  "item; ± = 95% interval over draws)")
+    for column in ("symbols", "K_nom", "1/sum pi^2", "O_pi", "K_eff ↑", "DP", "GP", "DP x ↓", "GP x ↓", "flip ↓"):
+        table.add_column(column, justify="right")
+    for entry in (*report.levels, *report.depths):
+        st, z = entry.stats, 1.96
+        table.add_row(f"{entry.by} {entry.index}", f"{st.nominal_size:,}", f"{1 / st.simpson:.1f}",
+                      f"{st.overlap:.4g} ± {z * st.overlap_se:.2g}",
+                      f"{st.effective_size:.1f} ± {z * st.effective_size_se:.1f}", f"{st.distribution_penalty:.3g}",
+                      f"{st.geometry_penalty:.3g} ± {z * st.geometry_penalty_se:.2g}",
+                      f"{st.distribution_factor:.2f}", f"{st.geometry_factor:.2f} ± {z * st.geometry_factor_se:.2f}",
+                      f"{entry.flip_rate:.3f} ± {z * (entry.flip_rate_se or 0.0):.3f}")
+    return table
 
 
 def _train_pairs(method: str, data: Path | None) -> np.ndarray:

@@ -92,15 +92,17 @@ def _header(comparison: ComparisonResult) -> list[str]:
 
 
 def _summary(comparison: ComparisonResult) -> list[str]:
-    from sidkit.compare import SUMMARY_COLUMNS
+    from sidkit.report.summary import COLUMNS, direction_legend
 
-    rows = [[_fmt(row[key], fmt) for key, _, fmt in SUMMARY_COLUMNS] for row in comparison.summary_rows()]
-    return ["<h2>Summary</h2>", _table([header for _, header, _ in SUMMARY_COLUMNS], rows),
-            f'<p class="note">K_eff, DP x and GP x at rho = {comparison.settings.reference_rho:g} (noise sigma = rho '
-            "&times; the embeddings' RMS spread per dimension). DP x &times; GP x = K_nom / K_eff. Retention above 1 "
-            "means the reconstruction retrieves behaviourally related items better than the original embedding. "
-            "Stab L1: share of items whose level-0 code agrees with a second fit (another seed) after matching "
-            "codes.</p>"]
+    rows = [[column.cell(row) for column in COLUMNS] for row in comparison.summary_rows()]
+    return ["<h2>Summary</h2>", _table([column.title() for column in COLUMNS], rows),
+            f'<p class="note">{_e(direction_legend())} K_eff, DP x and GP x at rho = '
+            f"{comparison.settings.reference_rho:g} (noise sigma = rho &times; the embeddings' RMS spread per "
+            f"dimension), from {comparison.settings.samples} noise draws per item. DP x &times; GP x = K_nom / K_eff. "
+            "Flips to held: of the noisy copies whose SID changed, the share that landed on a SID some item "
+            "holds. Retention above 1 means the reconstruction retrieves behaviourally related items better than "
+            "the original embedding. Novel: held-out pairs whose items never form a training pair. Stab L1: share "
+            "of items whose level-0 code agrees with a second fit (another seed) after matching codes.</p>"]
 
 
 def _usage(comparison: ComparisonResult) -> list[str]:
@@ -119,19 +121,24 @@ def _effective_size(comparison: ComparisonResult) -> list[str]:
     empirical: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] = {}
     analytic: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]] = {}
     nominal: dict[str, int] = {}
+    errors: dict[str, dict[str, Sequence[float]]] = {}
     for m in comparison.methods:
         empirical[m.method] = {panel: (m.overlap.rhos, m.overlap.series(by, index))
                                for panel, (by, index) in panels.items()}
+        errors[m.method] = {panel: m.overlap.series(by, index, "effective_size_se")
+                            for panel, (by, index) in panels.items()}
         if m.analytic is not None:
             analytic[m.method] = {f"level {level}": (m.analytic.rhos, m.analytic.series("level", level))
                                   for level in range(levels)}
         for panel, (by, index) in panels.items():
             nominal[panel] = m.overlap.reports[0].get(by, index).stats.nominal_size
     return ["<h2>Effective codebook size against noise</h2>",
-            _image(plots.effective_size_figure(empirical, analytic, nominal), "K_eff against rho"),
-            '<p class="note">K_eff = 1 / O_pi, the size of an ideal uniform codebook with the same expected codeword '
-            "overlap under input noise. At zero noise it equals the inverse Simpson index of usage; it falls towards "
-            "1 as noise grows. The full SID panel treats whole SIDs as symbols (K_nom = min(N, K^L)).</p>"]
+            _image(plots.effective_size_figure(empirical, analytic, nominal, errors), "K_eff against rho"),
+            '<p class="note">K_eff = 1 / O_pi = P(same clean symbol | two noisy copies agree) / P(same clean '
+            "symbol): the size of an ideal, uniformly used codebook of disjoint codes with the same overlap under "
+            "input noise. At zero noise it equals the inverse Simpson index of usage; it falls towards 1 as noise "
+            "grows. Shaded: the 95% interval of the Monte Carlo estimate. The full SID panel treats whole SIDs as "
+            "symbols (K_nom = min(N, K^L)); the right axis reads K_eff / K_nom.</p>"]
 
 
 def _penalties(comparison: ComparisonResult) -> list[str]:
@@ -155,23 +162,33 @@ def _retention(comparison: ComparisonResult) -> list[str]:
         return []
     first = next(iter(reports.values()))
     curves = {method: (report.cutoffs, report.retention) for method, report in reports.items()}
-    rows = [[method, *[_fmt(v, "{:.3f}") for v in report.retention]] for method, report in reports.items()]
-    rows.append(["HR@K original", *[f"{v:.4f}" for v in first.original.hit_rates]])
+    rows = []
+    for m in comparison.methods:
+        for subset, report in (("all", m.retention), ("novel", m.retention_novel)):
+            if report is not None:
+                rows.append([m.method, subset, *[_fmt(v, "{:.3f}") for v in report.retention]])
+    rows.append(["HR@K original", "all", *[f"{v:.4f}" for v in first.original.hit_rates]])
     return ["<h2>Hit-rate retention</h2>", _image(plots.retention_figure(curves), "retention against K"),
-            _table(["method", *[f"ret@{k}" for k in first.cutoffs]], rows),
-            f'<p class="note">Item-to-item retrieval over {first.original.num_pairs:,} held-out behaviour pairs, '
-            "exact cosine search over all items.</p>"]
+            _table(["method", "pairs", *[f"ret@{k} ↑" for k in first.cutoffs]], rows),
+            f'<p class="note">Item-to-item retrieval over {first.original.num_pairs:,} held-out behaviour pairs '
+            f"({comparison.novel_pairs:,} of them novel: the two items never form a training pair), exact cosine "
+            "search over all items. The plot shows all pairs.</p>"]
 
 
 def _auc(comparison: ComparisonResult) -> list[str]:
-    rows = [[m.method, f"{m.auc.auc:.4f}", f"{m.auc.mean_positive:.3f}", f"{m.auc.mean_negative:.3f}"]
-            for m in comparison.methods if m.auc is not None]
+    rows = []
+    for m in comparison.methods:
+        for subset, auc in (("all", m.auc), ("novel", m.auc_novel)):
+            if auc is not None:
+                rows.append([m.method, subset, f"{auc.auc:.4f}", f"{auc.mean_positive:.3f}",
+                             f"{auc.mean_negative:.3f}"])
     if not rows:
         return []
     return ["<h2>SID-embedding AUC (soft matching)</h2>",
-            _table(["method", "AUC", "mean cos, pairs", "mean cos, random"], rows),
+            _table(["method", "pairs", "AUC ↑", "mean cos, pairs", "mean cos, random"], rows),
             '<p class="note">Cosine between the items\' quantized vectors (sum of their codewords): held-out behaviour '
-            "pairs against as many random pairs.</p>"]
+            "pairs against as many random pairs. Novel pairs never occur in training, so they measure what the "
+            "codes generalize rather than what a contrastive loss memorized.</p>"]
 
 
 def _hierarchy(comparison: ComparisonResult) -> list[str]:
@@ -215,8 +232,10 @@ def _trie(comparison: ComparisonResult) -> list[str]:
 
 
 def _notes(comparison: ComparisonResult) -> list[str]:
-    notes = [f"<li>{_e(m.method)}: {_e(m.analytic_note)}</li>" for m in comparison.methods if m.analytic_note]
-    return ["<h2>Notes</h2>", "<ul>", *notes, "</ul>"] if notes else []
+    from sidkit.report.summary import notes as summary_notes
+
+    lines = [f"<li>{_e(line)}</li>" for line in summary_notes(comparison)]
+    return ["<h2>Notes</h2>", "<ul>", *lines, "</ul>"] if lines else []
 
 
 def _fmt(value: Any, fmt: str) -> str:

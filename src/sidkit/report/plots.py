@@ -103,41 +103,60 @@ def usage_figure(counts: Mapping[str, Sequence[np.ndarray]]) -> bytes:
 
 def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
                           analytic: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
-                          nominal: Mapping[str, int]) -> bytes:
+                          nominal: Mapping[str, int],
+                          errors: Mapping[str, Mapping[str, Sequence[float]]] | None = None) -> bytes:
     """K_eff against rho, one panel per symbol set (e.g. "level 0", ..., "full SID").
 
-    ``series[method][panel] = (rhos, K_eff)`` empirical (solid); ``analytic`` likewise (dashed);
-    ``nominal[panel]`` = K_nom (dotted line).
+    ``series[method][panel] = (rhos, K_eff)`` empirical (solid, with a shaded 95% band from
+    ``errors[method][panel]``, the standard errors); ``analytic`` likewise (dashed); ``nominal[panel]``
+    = K_nom (dotted line). The log y axis spans the data, not [1, K_nom], so curves near K_nom stay
+    apart; the right axis reads the same values as K_eff / K_nom.
     """
+    errors = errors or {}
     panels = list(nominal)
     columns = min(len(panels), 2)  # two wide panels per row stay readable at page width
     rows = math.ceil(len(panels) / columns)
-    figure = Figure(figsize=(6.0 * columns, 4.0 * rows), layout="constrained")
+    figure = Figure(figsize=(6.4 * columns, 4.0 * rows), layout="constrained")
     grid = figure.subplots(rows, columns, squeeze=False).reshape(-1)
     for unused in grid[len(panels):]:
         unused.set_visible(False)
     axes = grid[:len(panels)]
+    shown: dict[str, list[float]] = {panel: [] for panel in panels}
     for index, method in enumerate(series):
         for axis, panel in zip(axes, panels, strict=True):
             if panel in series[method]:
                 rhos, values = series[method][panel]
                 axis.plot(rhos, values, color=color(index), marker="o", ms=3, lw=1.5, label=method)
+                shown[panel] += [v for v in values if v > 0]
+                spread = errors.get(method, {}).get(panel)
+                if spread is not None:
+                    low = [max(v - 1.96 * e, 1e-12) for v, e in zip(values, spread, strict=True)]
+                    high = [v + 1.96 * e for v, e in zip(values, spread, strict=True)]
+                    axis.fill_between(rhos, low, high, color=color(index), alpha=0.2, lw=0)
             if panel in analytic.get(method, {}):
                 rhos, values = analytic[method][panel]
                 axis.plot(rhos, values, color=color(index), ls="--", lw=1, alpha=0.8)
+                shown[panel] += [v for v in values if v > 0]
     rhos = sorted({rho for per_panel in series.values() for values in per_panel.values() for rho in values[0]})
     for axis, panel in zip(axes, panels, strict=True):
-        axis.axhline(nominal[panel], color="#999999", ls=":", lw=1)
+        k_nom = nominal[panel]
+        axis.axhline(k_nom, color="#999999", ls=":", lw=1)
         axis.set_yscale("log")
-        axis.set_ylim(0.8, nominal[panel] * 1.3)  # K_eff lies in [1, K_nom]: the whole range, every panel
+        lowest = min(shown[panel], default=1.0)
+        highest = max([*shown[panel], k_nom])
+        axis.set_ylim(max(lowest / 1.4, 0.5), highest * 1.15)
         axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        relative = axis.secondary_yaxis("right", functions=(lambda k, n=k_nom: k / n, lambda r, n=k_nom: r * n))
+        relative.set_ylabel("K_eff / K_nom")
+        relative.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        relative.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         _log_ticks(axis, [rho for rho in rhos if rho > 0])
-        axis.set_title(f"{panel}: K_eff (K_nom = {nominal[panel]:,})")
+        axis.set_title(f"{panel}: K_eff (K_nom = {k_nom:,}, dotted)")
         axis.set_xlabel("relative noise rho")
-        axis.set_ylabel("effective codebook size")
+        axis.set_ylabel("effective codebook size K_eff")
         axis.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8, title="solid: Monte Carlo, dashed: analytic", title_fontsize=7)
+    axes[0].legend(fontsize=8, title="solid: Monte Carlo (band: 95%), dashed: analytic", title_fontsize=7)
     return to_png(figure)
 
 
