@@ -43,6 +43,7 @@ def test_plots_are_png():
     figures = [
         plots.usage_figure(counts),
         plots.effective_size_figure(series, {"a": {"level 0": (rhos, [4.0, 3.8, 2.5])}}, {"level 0": 4}),
+        plots.effective_size_figure(series, {}, {"level 0": 4}, {"a": {"level 0": [0.1, 0.2, 0.3]}}),
         plots.penalty_figure({"a": [(0.25, 0.1, 0.05)], "b": [(0.25, 0.75, 0.0)]},
                              {"a": [(1.4, 1.1)], "b": [(4.0, 1.0)]}, 0.1),
         plots.retention_figure({"a": ((20, 50), [0.9, 1.01])}),
@@ -50,6 +51,13 @@ def test_plots_are_png():
     ]
     for png in figures:
         assert png.startswith(PNG_SIGNATURE) and len(png) > 2000
+
+
+def test_full_sid_axis_spans_the_data_not_one_to_k_nom():
+    """Full-SID K_eff of five methods between 1377 and 1577 of 1682: the axis spans about 2x, not 1 to 2000."""
+    low, high = plots.log_limits([1377.0, 1432.0, 1577.0, 1560.0, 744.0], 1682)
+    assert 744 > low > 400 and 1682 < high < 2000
+    assert plots.log_limits([1.0, 1.2], 64) == pytest.approx((1 / 1.4, 64 * 1.15))
 
 
 @pytest.mark.parametrize("counts", [[5, 3, 0, 1], [1, 1, 1, 1], [0, 0, 7], [3, 9, 27, 81, 0, 0]])

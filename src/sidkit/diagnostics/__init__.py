@@ -2,7 +2,8 @@
 
 One module per question: ``usage`` (active and dead codes, perplexity, Gini, collisions),
 ``reconstruction`` (MSE, relative error, cosine), ``overlap`` (O_pi, K_eff, distribution and geometry
-penalties), ``retrieval`` (hit-rate retention, SID-embedding AUC), ``hierarchy`` (prefix cosine
+penalties; ``overlap_counts`` holds its Monte Carlo estimator, ``overlap_reference`` noise models
+with exact answers), ``retrieval`` (hit-rate retention, SID-embedding AUC), ``hierarchy`` (prefix cosine
 table), ``stability`` (agreement between two fitted tokenizers), and ``basic`` (usage and
 reconstruction streamed in chunks). Their entry points and result types are importable from here:
 
@@ -24,8 +25,9 @@ _EXPORTS = {
     "sidkit.diagnostics.overlap": ("expected_overlap", "overlap_sweep", "analytic_expected_overlap",
                                    "analytic_sweep", "noise_sigma", "OverlapReport", "OverlapSweep",
                                    "SymbolOverlap", "Overlap"),
-    "sidkit.diagnostics.retrieval": ("retention", "sid_embedding_auc", "hit_rates", "RetentionReport", "AucReport",
-                                     "HitRates"),
+    "sidkit.diagnostics.overlap_counts": ("OverlapCounts", "OverlapEstimate"),
+    "sidkit.diagnostics.retrieval": ("retention", "sid_embedding_auc", "hit_rates", "novel_pairs", "RetentionReport",
+                                     "AucReport", "HitRates"),
     "sidkit.diagnostics.hierarchy": ("prefix_hierarchy", "HierarchyReport", "PrefixDepth"),
     "sidkit.diagnostics.stability": ("tokenizer_stability", "StabilityReport"),
     "sidkit.diagnostics.basic": ("basic_diagnostics", "BasicDiagnostics"),
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
         noise_sigma as noise_sigma,
         overlap_sweep as overlap_sweep,
     )
+    from sidkit.diagnostics.overlap_counts import OverlapCounts as OverlapCounts, OverlapEstimate as OverlapEstimate
     from sidkit.diagnostics.reconstruction import (
         ReconstructionAccumulator as ReconstructionAccumulator,
         ReconstructionReport as ReconstructionReport,
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
         HitRates as HitRates,
         RetentionReport as RetentionReport,
         hit_rates as hit_rates,
+        novel_pairs as novel_pairs,
         retention as retention,
         sid_embedding_auc as sid_embedding_auc,
     )

@@ -142,9 +142,7 @@ def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float
         k_nom = nominal[panel]
         axis.axhline(k_nom, color="#999999", ls=":", lw=1)
         axis.set_yscale("log")
-        lowest = min(shown[panel], default=1.0)
-        highest = max([*shown[panel], k_nom])
-        axis.set_ylim(max(lowest / 1.4, 0.5), highest * 1.15)
+        axis.set_ylim(*log_limits(shown[panel], k_nom))
         axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         relative = axis.secondary_yaxis("right", functions=(lambda k, n=k_nom: k / n, lambda r, n=k_nom: r * n))
@@ -158,6 +156,14 @@ def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float
         axis.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8, title="solid: Monte Carlo (band: 95%), dashed: analytic", title_fontsize=7)
     return to_png(figure)
+
+
+def log_limits(values: Sequence[float], nominal: float) -> tuple[float, float]:
+    """Y limits of a log axis that show ``values`` and the ``nominal`` line with a margin, and no more:
+    curves near K_nom are not squeezed into the top of an axis that starts at 1."""
+    lowest = min((v for v in values if v > 0), default=1.0)
+    highest = max([*values, nominal])
+    return max(lowest / 1.4, 0.5), highest * 1.15
 
 
 def penalty_figure(parts: Mapping[str, Sequence[tuple[float, float, float]]],
