@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from sidkit.diagnostics.overlap import (
     agreement_matrix,
     analytic_expected_overlap,
+    analytic_onset_rho,
     analytic_overlap,
     analytic_sweep,
     expected_overlap,
@@ -21,7 +22,6 @@ from sidkit.diagnostics.overlap import (
     overlap_from_omega,
     overlap_sweep,
 )
-from sidkit.diagnostics.overlap import analytic_onset_rho
 from sidkit.errors import ConfigError, DataError
 from sidkit.tokenizers.rq_kmeans import RQKMeans
 
