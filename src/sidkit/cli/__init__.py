@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from rich.markup import escape
 
-from sidkit.cli import compare, data, rank, scale, tokens  # noqa: F401  (register commands)
+from sidkit.cli import compare, data, rank, retrieve, scale, tokens  # noqa: F401  (register commands)
 from sidkit.cli.app import app, err_console
 from sidkit.errors import SidkitError
 

@@ -47,7 +47,8 @@ DEFAULT_BATCH_SIZE = 16384
 
 # Built-in tokenizers, imported on first use so that loading never depends on what the caller imported.
 _BUILTIN_MODULES = {"RQKMeans": "sidkit.tokenizers.rq_kmeans", "RQVAE": "sidkit.tokenizers.rq_vae",
-                    "RQPVAE": "sidkit.tokenizers.rq_vae", "DRQVAE": "sidkit.tokenizers.drq"}
+                    "RQPVAE": "sidkit.tokenizers.rq_vae", "DRQVAE": "sidkit.tokenizers.drq",
+                    "RandomCodes": "sidkit.tokenizers.random_codes"}
 _REGISTRY: dict[str, type[Tokenizer]] = {}
 
 TokenizerType = TypeVar("TokenizerType", bound="type[Tokenizer]")

@@ -9,6 +9,7 @@ from typing import Any
 from sidkit.errors import ConfigError
 from sidkit.tokenizers.base import Tokenizer
 from sidkit.tokenizers.drq import DRQVAE
+from sidkit.tokenizers.random_codes import RandomCodes
 from sidkit.tokenizers.rq_kmeans import RQKMeans
 from sidkit.tokenizers.rq_vae import RQPVAE, RQVAE
 
@@ -20,6 +21,7 @@ METHODS: dict[str, TokenizerFactory] = {
     "rqp-vae": RQPVAE,
     "drq-vae": DRQVAE,
     "drq-vae-cl": functools.partial(DRQVAE, contrastive=True),  # fit(X, pairs=...) needs behaviour pairs
+    "random": RandomCodes,  # the control: codes drawn at random, no content
 }
 
 

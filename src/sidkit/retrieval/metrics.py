@@ -1,0 +1,115 @@
+"""Next-item metrics: Recall@K and NDCG@K, counted by item, per slice.
+
+Each example has one target item. A retriever returns a ranked list of catalogue rows (items, never
+SIDs, so a collapsed tokenizer cannot score a hit for an item that merely shares a code), best
+first. With the target at 0-based position p in the list:
+
+- Recall@K = 1 if p < K else 0 (with one target this is HR@K);
+- NDCG@K = 1 / log2(p + 2) if p < K else 0 (the ideal DCG of one relevant item is 1).
+
+Both are averaged over the examples of a slice. Top-K from scores breaks ties by the lower
+catalogue row, so a ranking is a fixed function of its scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from sidkit.errors import ConfigError
+from sidkit.retrieval.data import SLICES, Examples
+
+CUTOFFS: tuple[int, ...] = (5, 10, 20)
+METRICS: tuple[str, ...] = ("recall", "ndcg")
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One metric at one cutoff on one slice: the mean over ``count`` examples (None when empty)."""
+
+    metric: str
+    k: int
+    slice: str
+    value: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class RetrievalMetrics:
+    """Every (metric, k, slice) of one evaluation."""
+
+    rows: tuple[MetricValue, ...]
+
+    def get(self, metric: str, k: int, slice: str = "all") -> float | None:
+        for row in self.rows:
+            if (row.metric, row.k, row.slice) == (metric, k, slice):
+                return row.value
+        raise ConfigError(f"no {metric}@{k} on slice {slice!r}", where="RetrievalMetrics.get",
+                          fix=f"use one of {sorted({(r.metric, r.k, r.slice) for r in self.rows})}")
+
+    def to_rows(self) -> list[dict[str, Any]]:
+        return [asdict(row) for row in self.rows]
+
+    @staticmethod
+    def from_rows(rows: Sequence[dict[str, Any]]) -> RetrievalMetrics:
+        return RetrievalMetrics(tuple(MetricValue(**row) for row in rows))
+
+
+def hit_positions(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(E,) 0-based position of each target in its (E, K) ranked list, -1 when absent."""
+    ranked = np.asarray(ranked)
+    found = ranked == np.asarray(targets)[:, None]
+    return np.where(found.any(axis=1), found.argmax(axis=1), -1)
+
+
+def recall_at(ranked: np.ndarray, targets: np.ndarray, k: int) -> float:
+    """Mean Recall@k of (E, >= k) ranked lists; 0.0 for no examples."""
+    if len(targets) == 0:
+        return 0.0
+    position = hit_positions(ranked[:, :k], targets)
+    return float(np.mean(position >= 0))
+
+
+def retrieval_metrics(ranked: np.ndarray, examples: Examples, cutoffs: Sequence[int] = CUTOFFS,
+                      slices: Sequence[str] = SLICES) -> RetrievalMetrics:
+    """Recall@K and NDCG@K for each cutoff and slice of (E, >= max K) ``ranked`` lists."""
+    top = max(cutoffs)
+    if ranked.shape[1] < top:
+        raise ConfigError(f"ranked lists hold {ranked.shape[1]} items, fewer than K = {top}", where="cutoffs")
+    position = hit_positions(ranked[:, :top], examples.targets)
+    gain = np.where(position >= 0, 1.0 / np.log2(np.maximum(position, 0) + 2.0), 0.0)
+    rows = []
+    for name in slices:
+        mask = examples.slice_mask(name)
+        count = int(mask.sum())
+        for metric in METRICS:
+            for k in cutoffs:
+                hit = (position[mask] >= 0) & (position[mask] < k)
+                values = hit.astype(np.float64) if metric == "recall" else np.where(hit, gain[mask], 0.0)
+                rows.append(MetricValue(metric, int(k), name, float(values.mean()) if count else None, count))
+    return RetrievalMetrics(tuple(rows))
+
+
+def top_k_items(scores: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
+    """(E, k) int64 rows of the k highest ``scores`` among ``allowed`` items, best first; ties go to the
+    lower row; -1 where fewer than k items are allowed.
+
+    Args:
+        scores: (E, N) float scores.
+        allowed: (E, N) or (N,) bool.
+    """
+    n = scores.shape[1]
+    k_eff = min(k, n)
+    # float64 keeps float32 scores exact; the tiny row term breaks ties by the lower row.
+    rows = torch.arange(n, device=scores.device, dtype=torch.float64)
+    keyed = scores.double() - rows * 1e-12 * (1.0 + scores.double().abs().amax(dim=1, keepdim=True))
+    keyed = torch.where(allowed, keyed, torch.full_like(keyed, -torch.inf))
+    values, index = keyed.topk(k_eff, dim=1)
+    index = torch.where(torch.isfinite(values), index, torch.full_like(index, -1))
+    if k_eff < k:
+        index = torch.cat([index, index.new_full((index.shape[0], k - k_eff), -1)], dim=1)
+    return index

@@ -1,0 +1,62 @@
+"""Recall@K and NDCG@K against a hand computation; top-K from scores."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sidkit.errors import ConfigError
+from sidkit.retrieval.data import Examples
+from sidkit.retrieval.metrics import hit_positions, recall_at, retrieval_metrics, top_k_items
+
+
+def _examples(targets, new):
+    n = len(targets)
+    return Examples(np.arange(n), np.zeros((n, 1), dtype=np.int64), np.array(targets), np.zeros(n + 1, dtype=np.int64),
+                    np.zeros(0, dtype=np.int64), np.array(new))
+
+
+def test_recall_and_ndcg_by_hand():
+    ranked = np.array([[5, 3, 9, 1, 0, 2],   # target 3 at position 1
+                       [7, 8, 6, 4, 2, 0],   # target 2 at position 4
+                       [1, 2, 3, 4, 5, 6],   # target 9 absent
+                       [9, 1, 2, 3, 4, 5]])  # target 9 at position 0
+    examples = _examples([3, 2, 9, 9], [False, True, True, False])
+    metrics = retrieval_metrics(ranked, examples, cutoffs=(1, 2, 5))
+    assert hit_positions(ranked, examples.targets).tolist() == [1, 4, -1, 0]
+    assert metrics.get("recall", 1) == pytest.approx(1 / 4)
+    assert metrics.get("recall", 2) == pytest.approx(2 / 4)
+    assert metrics.get("recall", 5) == pytest.approx(3 / 4)
+    assert metrics.get("ndcg", 1) == pytest.approx(1 / 4)
+    assert metrics.get("ndcg", 2) == pytest.approx((1 / math.log2(3) + 1) / 4)
+    assert metrics.get("ndcg", 5) == pytest.approx((1 / math.log2(3) + 1 / math.log2(6) + 1) / 4)
+    # slice new: examples 1 (hit at position 4) and 2 (miss)
+    assert metrics.get("recall", 2, "new") == 0.0
+    assert metrics.get("recall", 5, "new") == pytest.approx(1 / 2)
+    assert metrics.get("ndcg", 5, "new") == pytest.approx(1 / math.log2(6) / 2)
+    assert recall_at(ranked, examples.targets, 2) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="fewer than K"):
+        retrieval_metrics(ranked, examples, cutoffs=(10,))
+
+
+def test_an_empty_slice_has_no_value():
+    metrics = retrieval_metrics(np.array([[1, 2]]), _examples([1], [False]), cutoffs=(2,))
+    assert metrics.get("recall", 2, "new") is None
+    assert metrics.get("recall", 2, "all") == 1.0
+
+
+def test_hits_are_items_so_a_shared_code_scores_nothing():
+    # Two items with one SID would be one "hit" by SID; by item, only the target row counts.
+    ranked = np.array([[4, 5]])
+    assert retrieval_metrics(ranked, _examples([6], [False]), cutoffs=(2,)).get("recall", 2) == 0.0
+
+
+def test_top_k_skips_disallowed_items_and_breaks_ties_by_row():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0, 5.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    allowed = torch.tensor([[True, True, True, True, False], [True, False, True, False, False]])
+    top = top_k_items(scores, allowed, 4)
+    assert top[0].tolist() == [1, 2, 3, 0]
+    assert top[1].tolist() == [0, 2, -1, -1]

@@ -1,0 +1,123 @@
+"""`sidkit retrieve` and run_retrieval end to end on a tiny dataset: outputs, tables, the study, errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sidkit.cli import main
+from sidkit.data.dataset import save_dataset
+from sidkit.errors import ConfigError, DataError
+from sidkit.retrieval.experiment import RetrieveSettings, read_runs, run_retrieval
+from sidkit.retrieval.sasrec import SasrecConfig
+from sidkit.retrieval.tiger import TigerConfig
+from sidkit.tokenizers.rq_kmeans import RQKMeans
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TIGER = TigerConfig(width=16, heads=2, encoder_layers=1, decoder_layers=1,
+                    hidden=32, user_buckets=8, epochs=2, patience=1, batch_size=32,
+                    beam=10, valid_examples=20, eval_batch_size=32, precision="float32")
+SASREC = SasrecConfig(width=16, heads=2, layers=1, hidden=32, epochs=2, patience=1, batch_size=32, precision="float32")
+FAST = RetrieveSettings(seeds=2, history=4, cutoffs=(5, 10), tiger=TIGER, sasrec=SASREC, progress=False)
+TABLE_KEYS = {"model", "tokenizer", "metric", "k", "slice", "mean", "low", "high", "half_width", "n"}
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(walks, tmp_path_factory):
+    root = tmp_path_factory.mktemp("walks")
+    save_dataset(walks, root / "data")
+    RQKMeans(levels=2, codebook_size=6).fit(walks.catalog.embeddings, seed=0).save(root / "rqk")
+    return root
+
+
+def test_run_writes_tables_runs_and_report(dataset_dir, tmp_path):
+    settings = replace(FAST, random_sids=True, item_holdout=0.1)
+    result = run_retrieval(dataset_dir / "data", tmp_path / "run", settings, tokenizer=dataset_dir / "rqk",
+                           report=False)
+    assert [(r.model, r.tokenizer) for r in result.runs[:4]] == [("tiger", "rqk"), ("tiger", "random"),
+                                                                 ("sasrec", "-"), ("popularity", "-")]
+    assert len(result.runs) == 8
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    rows = metrics["table"]
+    assert rows and all(set(row) == TABLE_KEYS for row in rows)
+    assert {(r["model"], r["tokenizer"]) for r in rows} == {("tiger", "rqk"), ("tiger", "random"), ("sasrec", "-"),
+                                                           ("popularity", "-")}
+    assert {r["slice"] for r in rows} == {"all", "new"} and {r["k"] for r in rows} == {5, 10}
+    row = next(r for r in rows if (r["model"], r["metric"], r["k"], r["slice"]) == ("sasrec", "recall", 10, "all"))
+    values = [run.metrics.get("recall", 10) for run in result.runs if run.model == "sasrec"]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(np.mean(values))
+    # paired against sasrec: the mean of per-seed differences
+    paired = next(p for p in metrics["paired_vs_sasrec"] if (p["model"], p["tokenizer"], p["metric"], p["k"],
+                                                             p["slice"]) == ("popularity", "-", "ndcg", 5, "all"))
+    pop = [run.metrics.get("ndcg", 5) for run in result.runs if run.model == "popularity"]
+    sas = [run.metrics.get("ndcg", 5) for run in result.runs if run.model == "sasrec"]
+    assert paired["mean"] == pytest.approx(np.mean(np.subtract(pop, sas)))
+    assert len(read_runs(tmp_path / "run" / "runs.jsonl")) == 8
+    assert "## Slice: new" in (tmp_path / "run" / "summary.md").read_text()
+
+
+def test_same_seed_same_metrics(dataset_dir, tmp_path):
+    settings = replace(FAST, seeds=1, models=("tiger", "sasrec"))
+    first = run_retrieval(dataset_dir / "data", tmp_path / "a", settings, tokenizer=dataset_dir / "rqk", report=False)
+    second = run_retrieval(dataset_dir / "data", tmp_path / "b", settings, tokenizer=dataset_dir / "rqk", report=False)
+    assert [r.metrics for r in first.runs] == [r.metrics for r in second.runs]
+
+
+def test_fitted_tokenizers_give_diagnostics_and_correlations(dataset_dir, tmp_path):
+    settings = replace(FAST, seeds=2, models=("tiger",), tokenizers=("rq-kmeans", "random"), codebook_size=4)
+    result = run_retrieval(dataset_dir / "data", tmp_path / "study", settings)
+    assert [(r.tokenizer, r.seed) for r in result.runs] == [("rq-kmeans", 0), ("random", 0), ("rq-kmeans", 1),
+                                                            ("random", 1)]
+    assert all(r.diagnostics is not None and r.diagnostics["level0_keff"] is not None for r in result.runs)
+    correlations = {c.diagnostic: c for c in result.correlations()}
+    assert correlations["mse"].n == 4 and correlations["mse"].n_without_random == 2
+    from scipy.stats import spearmanr
+
+    xs = [r.diagnostics["mse"] for r in result.runs]
+    ys = [r.metrics.get("recall", 10) for r in result.runs]
+    if np.ptp(ys) > 0:
+        assert correlations["mse"].rho == pytest.approx(spearmanr(xs, ys).statistic)
+    assert (tmp_path / "study" / "tokenizers" / "seed-1" / "models" / "rq-kmeans" / "config.json").is_file()
+    assert "Spearman" in (tmp_path / "study" / "summary.md").read_text()
+    page = (tmp_path / "study" / "report.html").read_text()
+    assert page.count("data:image/png;base64") == 2 and "Do the diagnostics predict retrieval?" in page
+
+
+def test_cli_runs_and_bad_input_gets_one_line(dataset_dir, tmp_path, capsys, walks):
+    data = str(dataset_dir / "data")
+    assert main(["retrieve", "--data", data, "--out", str(tmp_path / "pop"), "--models", "popularity",
+                 "--seeds", "1", "--no-report"]) == 0
+    assert json.loads((tmp_path / "pop" / "metrics.json").read_text())["table"]
+    capsys.readouterr()
+    cases = [
+        (["--models", "bert4rec"], "unknown model"),
+        (["--tokenizer", str(dataset_dir / "rqk"), "--k", "5,10,50"], "larger than the tiger beam"),
+        (["--models", "tiger"], "tiger needs Semantic IDs"),
+        (["--split", "random"], "unknown split"),
+    ]
+    for extra, message in cases:
+        assert main(["retrieve", "--data", data, "--out", str(tmp_path / "bad"), "--seeds", "1", *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) <= 3
+
+
+def test_data_errors(dataset_dir, tmp_path, walks):
+    other = RQKMeans(levels=2, codebook_size=4).fit(np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32))
+    other.save(tmp_path / "other")
+    with pytest.raises(DataError, match="5-dimensional"):
+        run_retrieval(dataset_dir / "data", tmp_path / "x", FAST, tokenizer=tmp_path / "other")
+    bare = replace(walks, catalog=walks.catalog.with_embeddings(walks.catalog.embeddings))
+    save_dataset(bare, tmp_path / "bare")
+    (tmp_path / "bare" / "embeddings.npy").unlink()
+    with pytest.raises(DataError, match="no embeddings"):
+        run_retrieval(tmp_path / "bare", tmp_path / "x", FAST, tokenizer=dataset_dir / "rqk")
+    flat = replace(walks, interactions=replace(walks.interactions, timestamps=np.zeros(len(walks.interactions))))
+    save_dataset(flat, tmp_path / "flat")
+    with pytest.raises(DataError, match="same timestamp"):
+        run_retrieval(tmp_path / "flat", tmp_path / "x", replace(FAST, models=("popularity",)))
+    with pytest.raises(ConfigError, match="cutoffs must include 10"):
+        run_retrieval(dataset_dir / "data", tmp_path / "x", replace(FAST, cutoffs=(5,)))
