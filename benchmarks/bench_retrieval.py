@@ -96,7 +96,7 @@ def main() -> None:
     else:
         from sidkit.tokenizers.rq_kmeans import RQKMeans
 
-        tokenizer = RQKMeans(levels=3, codebook_size=128).fit(x, seed=0)
+        tokenizer = RQKMeans(levels=3, codebook_size=128, seed=0).fit(x)
     codes = tiger_codes(tokenizer.encode(x), dataset.catalog.item_ids)
     data = build_next_item_data(dataset)
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["sidkit", "sidkit.tokenizers", "sidkit.diagnostics", "sidkit.data", "sidkit.features",
-            "sidkit.ranking", "sidkit.stream"]
+            "sidkit.ranking", "sidkit.retrieval", "sidkit.stream"]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 

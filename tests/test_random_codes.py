@@ -16,7 +16,7 @@ def x():
 
 
 def test_codes_are_uniform_draws_that_encode_back(x):
-    model = RandomCodes(levels=3, codebook_size=[4, 5, 3]).fit(x, seed=2)
+    model = RandomCodes(levels=3, codebook_size=[4, 5, 3], seed=2).fit(x)
     ids = model.encode(x)
     assert ids.sizes == (4, 5, 3)
     assert np.array_equal(ids.codes, model.codes.numpy())  # each fitted item is its own nearest item
@@ -26,13 +26,13 @@ def test_codes_are_uniform_draws_that_encode_back(x):
     # Codes carry no content: neighbours in embedding space share level 0 about as often as chance.
     nearest = np.argsort(((x[:, None] - x[None]) ** 2).sum(-1), axis=1)[:, 1]
     assert np.mean(ids.codes[:, 0] == ids.codes[nearest, 0]) < 0.4
-    other = RandomCodes(levels=3, codebook_size=[4, 5, 3]).fit(x, seed=3).encode(x)
+    other = RandomCodes(levels=3, codebook_size=[4, 5, 3], seed=3).fit(x).encode(x)
     assert not np.array_equal(other.codes, ids.codes)
-    assert np.array_equal(RandomCodes(levels=3, codebook_size=[4, 5, 3]).fit(x, seed=2).encode(x).codes, ids.codes)
+    assert np.array_equal(RandomCodes(levels=3, codebook_size=[4, 5, 3], seed=2).fit(x).encode(x).codes, ids.codes)
 
 
 def test_codewords_are_residual_means(x):
-    model = RandomCodes(levels=2, codebook_size=4).fit(x, seed=0)
+    model = RandomCodes(levels=2, codebook_size=4, seed=0).fit(x)
     codes = model.codes.numpy()
     level0 = np.stack([x[codes[:, 0] == j].mean(axis=0) for j in range(4)])
     residual = x - level0[codes[:, 0]]
@@ -43,14 +43,14 @@ def test_codewords_are_residual_means(x):
 
 
 def test_a_perturbed_item_keeps_its_codes_until_another_is_nearer(x):
-    model = RandomCodes(levels=2, codebook_size=8).fit(x, seed=0)
+    model = RandomCodes(levels=2, codebook_size=8, seed=0).fit(x)
     near = x + 1e-4
     assert np.array_equal(model.encode(near).codes, model.encode(x).codes)
     assert np.array_equal(model.encode(x[[7]] * 0.999 + x[[9]] * 0.001).codes, model.encode(x[[7]]).codes)
 
 
 def test_save_load_and_factory(x, tmp_path):
-    model = make_tokenizer("random", levels=2, codebook_size=8).fit(x, seed=1)
+    model = make_tokenizer("random", levels=2, codebook_size=8, seed=1).fit(x)
     model.save(tmp_path / "r")
     loaded = load_tokenizer(tmp_path / "r")
     assert isinstance(loaded, RandomCodes)

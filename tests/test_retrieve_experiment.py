@@ -30,7 +30,7 @@ TABLE_KEYS = {"model", "tokenizer", "metric", "k", "slice", "mean", "low", "high
 def dataset_dir(walks, tmp_path_factory):
     root = tmp_path_factory.mktemp("walks")
     save_dataset(walks, root / "data")
-    RQKMeans(levels=2, codebook_size=6).fit(walks.catalog.embeddings, seed=0).save(root / "rqk")
+    RQKMeans(levels=2, codebook_size=6, seed=0).fit(walks.catalog.embeddings).save(root / "rqk")
     return root
 
 

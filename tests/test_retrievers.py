@@ -32,7 +32,7 @@ def data(walks):
 
 @pytest.fixture(scope="module")
 def codes(walks):
-    sids = RQKMeans(levels=2, codebook_size=6).fit(walks.catalog.embeddings, seed=0).encode(walks.catalog.embeddings)
+    sids = RQKMeans(levels=2, codebook_size=6, seed=0).fit(walks.catalog.embeddings).encode(walks.catalog.embeddings)
     return tiger_codes(sids, walks.catalog.item_ids)
 
 

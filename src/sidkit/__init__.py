@@ -8,7 +8,7 @@ a name that needs it is first used)::
     ids = tokenizer.encode(embeddings)
 
 Each subpackage exports its own public names too: :mod:`sidkit.tokenizers`, :mod:`sidkit.diagnostics`,
-:mod:`sidkit.data`, :mod:`sidkit.features`, :mod:`sidkit.ranking`, :mod:`sidkit.stream`.
+:mod:`sidkit.data`, :mod:`sidkit.features`, :mod:`sidkit.ranking`, :mod:`sidkit.retrieval`, :mod:`sidkit.stream`.
 """
 
 from __future__ import annotations
@@ -45,13 +45,14 @@ _EXPORTS = {
     "sidkit.ranking.experiment": ("run_ranking", "RankSettings"),
     "sidkit.ranking.models": ("DNN", "SharedBottom", "MMoE", "PLE", "build_model"),
     "sidkit.ranking.dtn": ("DTN",),
+    "sidkit.retrieval.experiment": ("run_retrieval", "RetrieveSettings"),
     "sidkit.stream.encode": ("stream_encode",),
     "sidkit.registry": ("SidRegistry",),
 }
 __all__ = [*(name for names in _EXPORTS.values() for name in names), "__version__"]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS,
                                      submodules=("backends", "data", "diagnostics", "features", "ranking", "report",
-                                                 "stream", "tokenizers"))
+                                                 "retrieval", "stream", "tokenizers"))
 
 if TYPE_CHECKING:
     from sidkit.compare import CompareSettings as CompareSettings, run_comparison as run_comparison
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
         build_model as build_model,
     )
     from sidkit.registry import SidRegistry as SidRegistry
+    from sidkit.retrieval.experiment import RetrieveSettings as RetrieveSettings, run_retrieval as run_retrieval
     from sidkit.stream.encode import stream_encode as stream_encode
     from sidkit.tokenizers.base import Tokenizer as Tokenizer, load_tokenizer as load_tokenizer
     from sidkit.tokenizers.drq import DRQVAE as DRQVAE

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import DataDir, Device, OutDir, app, console
+from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
 from sidkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def retrieve(
     precision: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (autocast).")] = "auto",
     threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: "
-                                                  "when stderr is a terminal).")] = None,
+    progress: ProgressFlag = None,
+    overwrite: Overwrite = False,
     device: Device = "cpu",
 ) -> None:
     """Train and test next-item retrievers over seeds; write metrics.json, summary.md, report.html, runs.jsonl.
@@ -58,6 +58,8 @@ def retrieve(
     Study: `sidkit retrieve --data data/ml-1m --tokenizers rq-kmeans,rq-vae,rqp-vae,drq-vae,drq-vae-cl,random
     --models tiger,sasrec,popularity --seeds 3 --out runs/study`
     """
+    use_progress(progress)
+    check_out_dir(out, overwrite)
     from sidkit.retrieval.experiment import RetrieveSettings, run_retrieval
     from sidkit.retrieval.sasrec import SasrecConfig
     from sidkit.retrieval.tiger import TigerConfig
@@ -69,7 +71,7 @@ def retrieve(
         tiger=replace(TigerConfig(), beam=beam, epochs=tiger_epochs, windows_per_user=windows_per_user,
                       precision=precision),
         sasrec=replace(SasrecConfig(), epochs=sasrec_epochs, precision=precision),
-        device=device, threads=threads, progress=progress)
+        device=device, threads=threads, progress=None)
     result = run_retrieval(data, out, settings, tokenizer=tokenizer, report=report,
                            log=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
     print_summary(result, report=report)

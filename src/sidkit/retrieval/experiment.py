@@ -274,10 +274,12 @@ class RetrievalExperiment:
 
 # ----- the diagnostics study ------------------------------------------------------------------------
 
-#: The ``sidkit compare`` summary numbers the study correlates (those defined without a stability fit).
+#: The ``sidkit compare`` summary numbers the study correlates: every diagnostic of its summary row
+#: but the stability agreement (which needs a second fit); not the fit time, epochs or standard errors.
 DIAGNOSTICS: tuple[str, ...] = ("mse", "cosine", "level0_perplexity", "level0_gini", "collision_rate",
                                 "level0_keff", "level0_dp_factor", "level0_gp_factor", "sid_keff", "sid_flip_rate",
-                                "retention_20", "retention_200", "sid_auc")
+                                "sid_flip_to_held", "retention_20", "retention_200", "retention_novel_20", "sid_auc",
+                                "sid_auc_novel")
 
 
 def diagnostic_correlations(runs: Sequence[RunResult], diagnostics: Sequence[str] = DIAGNOSTICS) -> list[Correlation]:
@@ -485,12 +487,14 @@ def _sid_sources(settings: RetrieveSettings, seed: int, dataset: Any, data: Next
     if settings.random_sids and fixed is None and RANDOM not in methods:
         methods.append(RANDOM)
     if methods:
-        from sidkit.compare import CompareSettings, default_codebook_size, evaluate_method, summary_row
+        from sidkit.compare import CompareSettings, evaluate_method, summary_row
         from sidkit.data.pairs import behaviour_pairs
+        from sidkit.tokenizers.factory import default_codebook_size
 
-        compare = CompareSettings(levels=settings.levels, seed=seed, stability=False, epochs=settings.tokenizer_epochs,
-                                  device=settings.device,
+        compare = CompareSettings(levels=settings.levels, seed=seed, stability=False, device=settings.device,
                                   codebook_size=settings.codebook_size or default_codebook_size(len(x)))
+        if settings.tokenizer_epochs is not None:
+            compare = replace(compare, epochs=settings.tokenizer_epochs)
         pairs = behaviour_pairs(dataset.interactions.take(data.train_rows), dataset.catalog, window=compare.window)
         for method in methods:
             say(f"seed {seed}: fitting and diagnosing {method} ({compare.levels} x {compare.codebook_size})")
@@ -499,12 +503,13 @@ def _sid_sources(settings: RetrieveSettings, seed: int, dataset: Any, data: Next
             row = summary_row(result, compare)
             diagnostics = {name: row.get(name) for name in DIAGNOSTICS}
             diagnostics["fit_seconds"] = row.get("fit_seconds")
+            diagnostics["tokenizer_epochs"] = row.get("epochs")
             sources.append((method, result.codes, diagnostics))
     if settings.random_sids and fixed is not None:
         from sidkit.tokenizers.random_codes import RandomCodes
 
         shapes = fixed[1].sizes
-        random = RandomCodes(levels=len(shapes), codebook_size=list(shapes)).fit(x, seed=seed).encode(x)
+        random = RandomCodes(levels=len(shapes), codebook_size=list(shapes), seed=seed).fit(x).encode(x)
         sources.append((RANDOM, random, None))
     return sources
 

@@ -29,8 +29,9 @@ DIAGNOSTIC_NAMES: dict[str, str] = {
     "mse": "reconstruction MSE", "cosine": "reconstruction cosine", "level0_perplexity": "level-0 perplexity",
     "level0_gini": "level-0 Gini", "collision_rate": "SID collision rate", "level0_keff": "level-0 K_eff",
     "level0_dp_factor": "level-0 DP factor", "level0_gp_factor": "level-0 GP factor", "sid_keff": "full-SID K_eff",
-    "sid_flip_rate": "full-SID flip rate", "retention_20": "retention@20", "retention_200": "retention@200",
-    "sid_auc": "SID-embedding AUC",
+    "sid_flip_rate": "full-SID flip rate", "sid_flip_to_held": "full-SID flips to held-out", "retention_20":
+    "retention@20", "retention_200": "retention@200", "retention_novel_20": "retention@20 (novel pairs)",
+    "sid_auc": "SID-embedding AUC", "sid_auc_novel": "SID-embedding AUC (novel pairs)",
 }
 
 

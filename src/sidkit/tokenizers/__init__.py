@@ -6,7 +6,7 @@ settings, the ``seed`` among them; ``get_params`` / ``set_params``). :func:`load
 saved one; :func:`make_tokenizer` builds one by method name (``METHODS``). Available:
 :class:`RQKMeans` (greedy residual k-means), :class:`RQVAE` and :class:`RQPVAE` (EMA codebooks,
 dead-code reset), and :class:`DRQVAE` (a continuous VAE, then RQ-KMeans on its latent means;
-``contrastive=True`` is DRQ-VAE+CL).
+``contrastive=True`` is DRQ-VAE+CL); :class:`RandomCodes` (codes drawn at random: the control).
 
     from sidkit.tokenizers import RQKMeans
     ids = RQKMeans(levels=3, codebook_size=256, seed=0).fit(x).encode(x)
@@ -24,6 +24,7 @@ _EXPORTS = {
     "sidkit.tokenizers.rq_kmeans": ("RQKMeans",),
     "sidkit.tokenizers.rq_vae": ("RQVAE", "RQPVAE"),
     "sidkit.tokenizers.drq": ("DRQVAE",),
+    "sidkit.tokenizers.random_codes": ("RandomCodes",),
     "sidkit.tokenizers.factory": ("METHODS", "make_tokenizer"),
     "sidkit.tokenizers.history": ("TrainingHistory", "EpochRecord"),
     "sidkit.tokenizers.kmeans": ("KMeansResult",),
@@ -41,5 +42,6 @@ if TYPE_CHECKING:
     from sidkit.tokenizers.factory import METHODS as METHODS, make_tokenizer as make_tokenizer
     from sidkit.tokenizers.history import EpochRecord as EpochRecord, TrainingHistory as TrainingHistory
     from sidkit.tokenizers.kmeans import KMeansResult as KMeansResult
+    from sidkit.tokenizers.random_codes import RandomCodes as RandomCodes
     from sidkit.tokenizers.rq_kmeans import RQKMeans as RQKMeans
     from sidkit.tokenizers.rq_vae import RQPVAE as RQPVAE, RQVAE as RQVAE

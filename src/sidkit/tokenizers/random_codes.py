@@ -29,13 +29,14 @@ class RandomCodes(Tokenizer):
     Args:
         levels: number of code levels L.
         codebook_size: codes per level, one int for all levels or a sequence of L ints.
+        seed: the random seed of the draw.
 
     Example:
-        >>> ids = RandomCodes(levels=3, codebook_size=128).fit(embeddings).encode(embeddings)  # doctest: +SKIP
+        >>> ids = RandomCodes(levels=3, codebook_size=128, seed=0).fit(embeddings).encode(embeddings)  # doctest: +SKIP
     """
 
-    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256) -> None:
-        super().__init__()
+    def __init__(self, levels: int = 3, codebook_size: int | Sequence[int] = 256, *, seed: int = 0) -> None:
+        super().__init__(seed=seed)
         self._sizes = _level_sizes(levels, codebook_size)
         self.points: torch.Tensor = torch.empty(0)
         """(N, D) float32 fitted items (empty until fitted)."""
@@ -49,7 +50,7 @@ class RandomCodes(Tokenizer):
         return self._sizes
 
     def get_config(self) -> dict[str, Any]:
-        return {"levels": len(self._sizes), "codebook_size": list(self._sizes)}
+        return {"levels": len(self._sizes), "codebook_size": list(self._sizes), "seed": self.seed}
 
     def _fit(self, x: np.ndarray, *, device: torch.device, seed: int) -> None:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0xC0DE5]))
