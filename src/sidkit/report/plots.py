@@ -142,13 +142,16 @@ def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float
         k_nom = nominal[panel]
         axis.axhline(k_nom, color="#999999", ls=":", lw=1)
         axis.set_yscale("log")
-        axis.set_ylim(*log_limits(shown[panel], k_nom))
-        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        low, high = log_limits(shown[panel], k_nom)
+        axis.set_ylim(low, high)
+        # A narrow range (full SIDs near K_nom) needs more labelled ticks per decade to be read.
+        subs = (1.0, 2.0, 5.0) if high / low > 20 else (1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
         relative = axis.secondary_yaxis("right", functions=(lambda k, n=k_nom: k / n, lambda r, n=k_nom: r * n))
         relative.set_ylabel("K_eff / K_nom")
-        relative.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        relative.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        for side in (axis, relative):
+            side.yaxis.set_major_locator(LogLocator(subs=subs))
+            side.yaxis.set_major_formatter(FuncFormatter(_tick_label))
+            side.yaxis.set_minor_formatter(NullFormatter())
         _log_ticks(axis, [rho for rho in rhos if rho > 0])
         axis.set_title(f"{panel}: K_eff (K_nom = {k_nom:,}, dotted)")
         axis.set_xlabel("relative noise rho")
@@ -156,6 +159,10 @@ def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float
         axis.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8, title="solid: Monte Carlo (band: 95%), dashed: analytic", title_fontsize=7)
     return to_png(figure)
+
+
+def _tick_label(value: float, _position: object = None) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def log_limits(values: Sequence[float], nominal: float) -> tuple[float, float]:

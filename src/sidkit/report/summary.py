@@ -127,11 +127,11 @@ def ranking_notes(comparison: ComparisonResult) -> list[str]:
             opposite.append((a, b) if keff > 0 else (b, a))
     if not opposite:
         return []
-    pairs = "; ".join(f"{a} has the larger full-SID K_eff ({rows[a]['sid_keff']:.0f} vs {rows[b]['sid_keff']:.0f}) "
-                      f"and the higher flip rate ({rows[a]['sid_flip_rate']:.3f} vs {rows[b]['sid_flip_rate']:.3f})"
-                      for a, b in opposite)
+    pairs = "; ".join(f"{a} over {b} (K_eff {rows[a]['sid_keff']:.0f} vs {rows[b]['sid_keff']:.0f}, flip "
+                      f"{rows[a]['sid_flip_rate']:.3f} vs {rows[b]['sid_flip_rate']:.3f})" for a, b in opposite)
     held = ", ".join(f"{name} {format_value(row['sid_flip_to_held'], '{:.2f}')}" for name, row in rows.items())
-    return [f"Full-SID K_eff and flip rate rank some methods in opposite orders: {pairs}. They measure different "
+    return [f"Full-SID K_eff and flip rate rank some methods in opposite orders (the first has both the larger "
+            f"K_eff and the higher flip rate): {pairs}. They measure different "
             "things: the flip rate counts every noisy copy whose SID changes, K_eff only the copies that land on a "
             "SID another item holds (a confusion between two items). Noise that moves items to SIDs no item "
             f"holds raises the flip rate and leaves K_eff high. Share of flips that land on a held SID: {held}."]
