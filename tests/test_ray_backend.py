@@ -82,3 +82,37 @@ def test_ray_encode_and_diagnose_equal_local(ray_local, small):
     assert got.usage == local.usage
     for name in ("mse", "relative_error", "cosine"):
         assert getattr(got.reconstruction, name) == pytest.approx(getattr(local.reconstruction, name), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_a_data_error_in_a_ray_task_reaches_the_user_as_one_line(ray_local, small, tmp_path, capsys):
+    from sidkit.cli import main
+    from sidkit.errors import DataError
+
+    root, x, _ = small
+    bad = x[:500].copy()
+    bad[123] = np.nan
+    (tmp_path / "parts").mkdir()
+    pq.write_table(pa.table({"item_id": np.arange(500), "embedding": list(bad)}), tmp_path / "parts" / "p.parquet")
+    options = ray_backend.RayOptions(batch_rows=100, actors=1)
+    with pytest.raises(DataError, match="NaN or inf") as caught:
+        ray_backend.ray_encode(root / "model", tmp_path / "parts", tmp_path / "codes", options)
+    assert type(caught.value) is DataError and "Traceback" not in str(caught.value)  # the task's error itself
+    assert not (tmp_path / "codes").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert main(["encode", "--backend", "ray", "--model", str(root / "model"), "--embeddings",
+                 str(tmp_path / "parts"), "--out", str(tmp_path / "codes")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "NaN or inf" in lines[0] and "Fix:" in lines[0], lines
+
+
+def test_a_sidkit_error_survives_rays_wrapping_as_text():
+    from sidkit.errors import DataError, StorageError
+
+    for error in (DataError("3 rows hold NaN", where="ray batch rows 0..99", fix="drop them"),
+                  StorageError("disk is full", where="/out", fix="free space")):
+        carried = ray_backend._carry(error)
+        wrapped = RuntimeError("ray::MapWorker failed\nTraceback (most recent call last):\n  ...\n" + str(carried))
+        back = ray_backend._carried(wrapped)
+        assert type(back) is type(error) and str(back) == str(error)
+    assert ray_backend._carried(RuntimeError("sidkit-error:not-base64!")) is None
+    assert ray_backend._carried(RuntimeError("no marker")) is None

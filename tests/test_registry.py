@@ -209,3 +209,189 @@ def test_cli_assign_and_lookup(catalog, model, tmp_path, capsys):
     assert expected[100].to_string() in printed and expected[399].to_string() in printed
     assert main(["lookup", "--registry", str(registry), "100", "7"]) == 1
     assert "not registered" in capsys.readouterr().out
+
+
+# ----- reliability: paths, markers, damage, media ----------------------------------------------------
+
+
+def small_registry(catalog, model, path, rows=60):
+    return assign(path, model, chunks(catalog[:rows], np.arange(rows)))
+
+
+def cli_error(capsys, args):
+    from sidkit.cli import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "Fix:" in err and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("name", ["r.sqlite?mode=memory", "r#1.sqlite", "r%41.sqlite", "file:r.sqlite"])
+def test_a_registry_path_is_a_plain_file_path_never_a_uri(catalog, model, tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    small_registry(catalog, model, name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert len(lookup(name, range(60))) == 60  # read back through the read-only path, also as a file name
+
+
+def test_a_registry_carries_its_marker_and_foreign_sqlite_files_are_refused(catalog, model, tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA application_id").fetchone()[0] == 0x53494452
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+    foreign = tmp_path / "shop.sqlite"
+    db = sqlite3.connect(foreign)
+    db.execute("CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT)")
+    db.commit()
+    db.close()
+    before = foreign.read_bytes()
+    with pytest.raises(DataError, match="without sidkit's registry marker"):
+        small_registry(catalog, model, foreign)
+    assert foreign.read_bytes() == before  # not one table added
+    other_app = tmp_path / "app.sqlite"
+    db = sqlite3.connect(other_app)
+    db.execute("PRAGMA application_id = 1234")
+    db.execute("CREATE TABLE meta(key, value)")
+    db.commit()
+    db.close()
+    with pytest.raises(DataError, match="another program"):
+        lookup(other_app, [1])
+    (tmp_path / "text.sqlite").write_text("hello, not a database" * 10)
+    assert "not an SQLite file" in cli_error(capsys, ["lookup", "--registry", str(tmp_path / "text.sqlite"), "1"])
+    with pytest.raises(DataError, match="not an SQLite file"):
+        small_registry(catalog, model, tmp_path / "text.sqlite")
+
+
+def damage(path, *statements):
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    for statement in statements:
+        db.execute(statement)
+    db.commit()
+    db.close()
+
+
+DAMAGE = {
+    "items table missing": ("DROP TABLE items",),
+    "meta table missing": ("DROP TABLE meta",),
+    "non-integer version": ("UPDATE meta SET value = 'one' WHERE key = 'format_version'",),
+    "sizes not JSON": ("UPDATE meta SET value = '[4, ' WHERE key = 'sizes'",),
+    "sizes not a list": ("UPDATE meta SET value = '4' WHERE key = 'sizes'",),
+    "an unknown id kind": ("UPDATE meta SET value = 'float' WHERE key = 'id_kind'",),
+    "a level column renamed": ("ALTER TABLE items RENAME COLUMN level_1 TO other",),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_a_damaged_registry_is_a_clear_error_for_lookup_and_assign(catalog, model, tmp_path, capsys, case):
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path)
+    damage(path, *DAMAGE[case])
+    data = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"item_id": np.arange(5), "embedding": list(catalog[:5])}), data)
+    for args in (["lookup", "--registry", str(path), "1"],
+                 ["assign", "--model", str(model), "--registry", str(path), "--embeddings", str(data)]):
+        assert "damaged" in cli_error(capsys, args)
+
+
+def test_corrupted_pages_are_a_clear_error(catalog, model, tmp_path, capsys):
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path, rows=2000)
+    data = bytearray(path.read_bytes())
+    for offset in range(4096 + 100, min(len(data), 4096 * 4), 7):
+        data[offset] = (data[offset] * 31 + 17) % 256
+    path.write_bytes(bytes(data))
+    assert "damaged" in cli_error(capsys, ["lookup", "--registry", str(path), *map(str, range(0, 2000, 50))])
+
+
+def test_ids_outside_int64_are_refused_by_assign_and_lookup(catalog, model, tmp_path, capsys):
+    data = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"item_id": pa.array([2**63 + k for k in range(5)], pa.uint64()),
+                             "embedding": list(catalog[:5])}), data)
+    with pytest.raises(DataError, match="outside the 64-bit integer range"):
+        assign(tmp_path / "r.sqlite", model, open_embeddings(data))
+    assert list(tmp_path.iterdir()) == [data]  # a first assign that fails leaves no registry file
+    small_registry(catalog, model, tmp_path / "r.sqlite")
+    for item in (str(2**63), "9" * 40):
+        assert "64-bit" in cli_error(capsys, ["lookup", "--registry", str(tmp_path / "r.sqlite"), item])
+
+
+def test_missing_folders_are_created_and_a_directory_is_refused(catalog, model, tmp_path):
+    small_registry(catalog, model, tmp_path / "new" / "deeper" / "r.sqlite")
+    assert len(lookup(tmp_path / "new" / "deeper" / "r.sqlite", range(60))) == 60
+    (tmp_path / "dir.sqlite").mkdir()
+    from sidkit.errors import StorageError
+
+    with pytest.raises(StorageError, match="is a directory"):
+        small_registry(catalog, model, tmp_path / "dir.sqlite")
+    with pytest.raises(StorageError, match="is a directory"):
+        lookup(tmp_path / "dir.sqlite", [1])
+
+
+@pytest.mark.parametrize(("code", "words"), [(13, "disk is full"), (11, "damaged"), (26, "damaged"),
+                                             (5, "busy"), (10, "input/output error")])
+def test_sqlite_failures_are_reported_as_what_they_are(tmp_path, code, words):
+    import sqlite3
+
+    from sidkit.registry import _registry_error
+
+    error = sqlite3.OperationalError("something went wrong")
+    error.sqlite_errorcode = code  # type: ignore[attr-defined]
+    assert words in str(_registry_error(error, tmp_path / "r.sqlite", "write"))
+
+
+def test_readonly_and_missing_folders_are_named(tmp_path, monkeypatch):
+    import sqlite3
+
+    from sidkit import registry
+
+    error = sqlite3.OperationalError("unable to open database file")
+    error.sqlite_errorcode = 14  # type: ignore[attr-defined]
+    assert "does not exist" in str(registry._registry_error(error, tmp_path / "gone" / "r.sqlite", "open"))
+    monkeypatch.setattr(registry, "_read_only_fs", lambda folder: True)
+    assert "read-only file system" in str(registry._registry_error(error, tmp_path / "r.sqlite", "open"))
+
+
+def _read_only_copy(source, tmp_path):
+    """``source`` in a folder SQLite cannot write: a read-only tmpfs (root) or a 0555 folder (other users)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        import shutil
+
+        shutil.copy(source, folder / "r.sqlite")
+        folder.chmod(0o555)
+        return folder / "r.sqlite", lambda: folder.chmod(0o755)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("root without mount: cannot make read-only media here")
+    import shutil
+
+    shutil.copy(source, folder / "r.sqlite")
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    return folder / "r.sqlite", lambda: subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_lookup_works_on_read_only_media(catalog, model, tmp_path, capsys):
+    from sidkit.cli import main
+
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path)
+    expected = snapshot(path, range(60))
+    copy, undo = _read_only_copy(path, tmp_path)
+    try:
+        assert snapshot(copy, range(60)) == expected
+        assert main(["lookup", "--registry", str(copy), "3"]) == 0
+        assert expected[3] in capsys.readouterr().out
+        data = tmp_path / "x.parquet"
+        pq.write_table(pa.table({"item_id": np.arange(100, 105), "embedding": list(catalog[:5])}), data)
+        err = cli_error(capsys, ["assign", "--model", str(model), "--registry", str(copy), "--embeddings", str(data)])
+        assert "read-only" in err or "permission denied" in err
+    finally:
+        undo()

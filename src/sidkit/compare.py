@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from sidkit.checks import MAX_SEED, check_float, check_int, check_seed, level_sizes
 from sidkit.data.dataset import load_dataset
 from sidkit.data.pairs import BehaviourPairs, behaviour_pairs
 from sidkit.diagnostics.hierarchy import HierarchyReport, prefix_hierarchy
@@ -52,8 +53,8 @@ from sidkit.diagnostics.stability import StabilityReport, stability
 from sidkit.diagnostics.usage import UsageReport, usage_report
 from sidkit.errors import ConfigError, DataError, SidkitError
 from sidkit.ids import SemanticIds
-from sidkit.io import atomic_path, write_json, write_text
-from sidkit.tokenizers.base import Tokenizer, load_tokenizer
+from sidkit.io import atomic_dir, atomic_path, write_json, write_text
+from sidkit.tokenizers.base import Tokenizer, load_tokenizer, resolve_device
 from sidkit.tokenizers.factory import METHODS, default_codebook_size, make_tokenizer
 
 METRICS_FILE = "metrics.json"
@@ -424,19 +425,22 @@ def run_comparison(data_dir: str | os.PathLike[str], methods: Sequence[str | Met
         f"{len(pairs.heldout):,} held out ({len(novel):,} never seen in training); "
         f"{settings.levels} x {settings.codebook_size} codes")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for spec in specs:
-        say(f"{spec.label}: " + ("diagnosing (fitted elsewhere)" if spec.fitted is not None else "fitting"))
-        result = evaluate_method(spec, x, pairs, settings, out, item_ids=dataset.catalog.item_ids, log=say)
-        fit = "fitted elsewhere" if result.fit_seconds is None else f"fit {result.fit_seconds:.1f} s"
-        say(f"{spec.label}: {fit}, diagnostics {result.diagnose_seconds:.1f} s, "
-            f"stability {result.stability_seconds:.1f} s")
-        results.append(result)
-    comparison = ComparisonResult(Path(data_dir), out, settings, n, int(x.shape[1]), len(pairs.train),
-                                  len(pairs.heldout), tuple(results), _item_labels(dataset.catalog), x,
-                                  time.perf_counter() - started, len(novel))
-    write_outputs(comparison, report=report)
+    # Built beside `out` and swapped in whole: a crash or an error leaves an earlier run untouched.
+    with atomic_dir(out, replaceable=is_compare_run, what="compare run",
+                    fix="pass a new directory, or one that `sidkit compare` wrote") as work:
+        results = []
+        for spec in specs:
+            say(f"{spec.label}: " + ("diagnosing (fitted elsewhere)" if spec.fitted is not None else "fitting"))
+            result = evaluate_method(spec, x, pairs, settings, work, item_ids=dataset.catalog.item_ids, log=say)
+            fit = "fitted elsewhere" if result.fit_seconds is None else f"fit {result.fit_seconds:.1f} s"
+            say(f"{spec.label}: {fit}, diagnostics {result.diagnose_seconds:.1f} s, "
+                f"stability {result.stability_seconds:.1f} s")
+            results.append(result)
+        comparison = ComparisonResult(Path(data_dir), work, settings, n, int(x.shape[1]), len(pairs.train),
+                                      len(pairs.heldout), tuple(results), _item_labels(dataset.catalog), x,
+                                      time.perf_counter() - started, len(novel))
+        write_outputs(comparison, report=report)
+    comparison = replace(comparison, out_dir=out)
     say(f"wrote {comparison.metrics_path}, {comparison.summary_path}"
         + (f", {comparison.report_path}" if report else ""))
     return comparison
@@ -629,7 +633,23 @@ def _write_codes(path: Path, ids: SemanticIds, item_ids: np.ndarray | None) -> N
         pq.write_table(table, tmp)
 
 
+def is_compare_run(directory: Path) -> bool:
+    """Whether ``directory`` holds the outputs of a comparison (so that a new one may replace it)."""
+    return (directory / METRICS_FILE).is_file() or (directory / "models").is_dir()
+
+
 def _check_settings(settings: CompareSettings) -> None:
+    """Every setting checked before anything is loaded or fitted."""
+    level_sizes(settings.levels, 2 if settings.codebook_size is None else settings.codebook_size)
+    check_seed(settings.seed, where="--seed")
+    if settings.stability and settings.seed == MAX_SEED:
+        raise ConfigError(f"the stability check refits with seed + 1, past the largest seed {MAX_SEED}",
+                          where="--seed", fix="pass a smaller seed, or --no-stability")
+    resolve_device(settings.device)
+    if settings.epochs is not None:
+        check_int(settings.epochs, where="--epochs", fix="pass e.g. --epochs 50, or leave it out")
+    for rho in (*settings.rhos, settings.reference_rho):
+        check_float(rho, where="--rho", low=0, low_open=True, fix="pass relative noise levels such as 0.02,0.05,0.1")
     if not settings.rhos:
         raise ConfigError("no noise levels", where="rhos", fix="pass e.g. 0.02,0.05,0.1,0.2,0.5")
     if settings.reference_rho not in settings.rhos:

@@ -94,30 +94,10 @@ def model_identity(model: str | os.PathLike[str] | None = None) -> str:
 
 def check_device(device: str) -> str:
     """Return ``device`` if torch can use it here; raise a ConfigError that says why not otherwise."""
-    import torch
+    from sidkit.tokenizers.base import resolve_device
 
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device {device!r}", where="device",
-                          fix="use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if parsed.type == "cpu":
-        return device
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} was asked for but CUDA is not available "
-                              f"(torch {torch.__version__} sees no CUDA GPU)", where="device",
-                              fix="use device='cpu', or install a CUDA build of torch on a GPU machine")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA "
-                              "device(s) are visible", where="device", fix="use 'cuda:0' or 'cuda'")
-        return device
-    if parsed.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError(f"device {device!r} was asked for but MPS is not available", where="device",
-                              fix="use device='cpu'")
-        return device
-    raise ConfigError(f"unsupported device {device!r}", where="device", fix="use 'cpu', 'cuda' or 'mps'")
+    resolve_device(device)
+    return device
 
 
 def load_model(path: str, device: str) -> Any:
@@ -178,8 +158,10 @@ def embed_dataset(directory: str | os.PathLike[str], *, model: str | os.PathLike
     Returns the float32 (N, D) embeddings, aligned row by row with ``items.parquet``.
     """
     from sidkit.data.dataset import load_dataset, save_embeddings
+    from sidkit.io import check_output_path
 
     dataset = load_dataset(directory, embeddings=False)
+    check_output_path(directory, directory=True)  # before minutes of embedding: can the result be written?
     name, _ = resolve_model(model)
     vectors = embed_texts(dataset.catalog.text, model=model, batch_size=batch_size, device=device,
                           cache=cache, progress=progress)

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +37,16 @@ import numpy as np
 
 from sidkit import __version__
 from sidkit.data.validation import as_id_array
-from sidkit.errors import ConfigError, DataError, SidkitError
+from sidkit.errors import ConfigError, DataError, SidkitError, StorageError, storage_error
+from sidkit.io import check_output_path
 from sidkit.progress import Bar
 from sidkit.stream.source import DEFAULT_CHUNK_ROWS, Chunk, EmbeddingSource, check_chunk_rows
 from sidkit.tokenizers.base import CONFIG_FILE, WEIGHTS_FILE, Tokenizer, load_tokenizer
 
 FORMAT_NAME = "sidkit-registry"
 FORMAT_VERSION = 1
+#: ``PRAGMA application_id`` of every registry ("SIDR"): SQLite files of other programs are refused.
+APPLICATION_ID = 0x53494452
 _LOOKUP_BATCH = 10_000  # ids per SELECT ... IN (...), below SQLite's variable limit
 
 
@@ -98,33 +103,111 @@ class SidRegistry:
     """An open registry file. Use as a context manager, or call :meth:`close`.
 
     Args:
-        path: the SQLite file (created, in WAL mode, unless ``readonly``).
-        readonly: open for lookups only; the file must exist.
+        path: the SQLite file, a plain file path (never read as an SQLite URI). Created, with its
+            folder, unless ``readonly``.
+        readonly: open for lookups only; the file must exist. Works on read-only media too.
         timeout: seconds to wait for another writer before giving up.
+
+    Raises:
+        DataError: the file is not a sidkit registry (another program's SQLite file, not SQLite at
+            all), or it is damaged.
+        StorageError: the file or its folder cannot be read or written (missing, read-only, full).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 30.0) -> None:
         self.path = Path(path)
+        self._meta: dict[str, str] = {}
+        if self.path.is_dir():
+            raise StorageError(f"{self.path} is a directory, not a registry file", where=str(self.path),
+                               fix="pass a file path such as sids.sqlite")
         if readonly and not self.path.is_file():
             raise DataError(f"registry {self.path} does not exist", where=str(self.path),
                             fix="create it with `sidkit assign --model MODEL --registry PATH --data DIR`")
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        if not readonly:
+            check_output_path(self.path, directory=False)
+            with _sqlite_errors(self.path, "create"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _sqlite_errors(self.path, "read" if readonly else "open"):
+            self._db = _open_readonly(self.path, timeout) if readonly else sqlite3.connect(
+                os.path.abspath(self.path), timeout=timeout, isolation_level=None)  # absolute: never a URI
         try:
-            # Autocommit mode: transactions are opened and closed explicitly below.
-            self._db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-            if not readonly:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._create()
-            self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as error:
-            raise DataError(f"{self.path} is not a sidkit registry: {error}", where=str(self.path),
-                            fix="pass a file written by `sidkit assign`, or a new path") from None
-        if self._meta.get("format") != FORMAT_NAME:
-            raise DataError(f"{self.path} is not a sidkit registry", where=str(self.path),
-                            fix="pass a file written by `sidkit assign`, or a new path")
-        if int(self._meta.get("format_version", "0")) > FORMAT_VERSION:
-            raise DataError(f"the registry was written by a newer sidkit (format {self._meta['format_version']})",
-                            where=str(self.path), fix="upgrade sidkit")
+            with _sqlite_errors(self.path, "read" if readonly else "open"):
+                self._check_marker(writable=not readonly)
+                self._meta = self._read_meta()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_marker(self, *, writable: bool) -> None:
+        """Refuse files that are not sidkit registries; give a new (empty) file the marker and the tables."""
+        application_id = int(self._db.execute("PRAGMA application_id").fetchone()[0])
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if application_id == APPLICATION_ID:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if version > FORMAT_VERSION:
+                raise DataError(f"the registry was written by a newer sidkit (format {version}; this sidkit reads "
+                                f"{FORMAT_VERSION})", where=str(self.path), fix="upgrade sidkit")
+            if "meta" not in tables:
+                raise _damaged(self.path, "its meta table is missing")
+            return
+        if application_id != 0:
+            raise DataError(f"{self.path} is an SQLite database of another program (application id "
+                            f"{application_id:#x}), not a sidkit registry", where=str(self.path),
+                            fix="pass a new path for the registry; sidkit never changes other programs' files")
+        if not tables:  # a new or empty file: make it a registry
+            if not writable:
+                raise DataError(f"{self.path} is an empty SQLite file, not a sidkit registry", where=str(self.path),
+                                fix="create one with `sidkit assign --model MODEL --registry PATH --data DIR`")
+            self._db.execute("PRAGMA journal_mode=WAL")
+            with self._transaction("BEGIN IMMEDIATE"):
+                self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+                self._db.execute("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self._db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                     (("format", FORMAT_NAME), ("format_version", str(FORMAT_VERSION))))
+            return
+        legacy = "meta" in tables and dict(self._db.execute(
+            "SELECT key, value FROM meta WHERE key = 'format'").fetchall()).get("format") == FORMAT_NAME
+        if not legacy:
+            shown = ", ".join(sorted(tables)[:5])
+            raise DataError(f"{self.path} is an SQLite database without sidkit's registry marker (tables: {shown})",
+                            where=str(self.path),
+                            fix="pass a new path for the registry; sidkit never changes other programs' files")
+        if writable:  # written by a sidkit from before the marker: stamp it
+            with self._transaction("BEGIN IMMEDIATE"):
+                self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._db.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+
+    def _read_meta(self) -> dict[str, str]:
+        """The meta table, checked: a damaged registry is reported as such, not used."""
+        meta = {str(key): str(value) for key, value in self._db.execute("SELECT key, value FROM meta").fetchall()}
+        if meta.get("format") != FORMAT_NAME:
+            raise _damaged(self.path, f"its meta table names format {meta.get('format')!r}")
+        version = meta.get("format_version", "")
+        if not version.isdigit():
+            raise _damaged(self.path, f"its format version {version!r} is not a number")
+        if int(version) > FORMAT_VERSION:
+            raise DataError(f"the registry was written by a newer sidkit (format {version}; this sidkit reads "
+                            f"{FORMAT_VERSION})", where=str(self.path), fix="upgrade sidkit")
+        if meta.get("id_kind", "int") not in ("int", "str"):
+            raise _damaged(self.path, f"its id kind {meta['id_kind']!r} is neither int nor str")
+        if "sizes" in meta:
+            try:
+                sizes = json.loads(meta["sizes"])
+            except ValueError:
+                sizes = None
+            if not isinstance(sizes, list) or not sizes or not all(
+                    isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in sizes):
+                raise _damaged(self.path, f"its codebook sizes {meta['sizes'][:40]!r} are not a list of positive "
+                               "integers")
+            if not meta.get("model_hash"):
+                raise _damaged(self.path, "it records codebook sizes but no model")
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(items)")]
+            expected = ["item_id", *(f"level_{level}" for level in range(len(sizes))), "dedup"]
+            if columns != expected:
+                raise _damaged(self.path, "its items table is missing" if not columns else
+                               f"its items table has columns {columns[:8]}, expected {expected[:8]}")
+        return meta
 
     def __enter__(self) -> SidRegistry:
         return self
@@ -150,7 +233,8 @@ class SidRegistry:
     def __len__(self) -> int:
         if "sizes" not in self._meta:
             return 0
-        return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        with _sqlite_errors(self.path, "read"):
+            return int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
 
     def lookup(self, item_ids: Iterable[Any]) -> dict[int | str, RegisteredSid]:
         """SIDs of the registered items among ``item_ids`` (ids not registered are absent), all read
@@ -160,7 +244,7 @@ class SidRegistry:
             return {}
         levels = len(self.sizes or ())
         found: dict[int | str, RegisteredSid] = {}
-        with self._transaction("BEGIN"):  # one read snapshot for every batch
+        with _sqlite_errors(self.path, "read"), self._transaction("BEGIN"):  # one read snapshot for every batch
             for start in range(0, len(ids), _LOOKUP_BATCH):
                 batch = ids[start:start + _LOOKUP_BATCH].tolist()
                 marks = ",".join("?" * len(batch))
@@ -191,8 +275,8 @@ class SidRegistry:
         """
         started = time.perf_counter()
         try:
-            with self._transaction("BEGIN IMMEDIATE"):
-                self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            with _sqlite_errors(self.path, "write"), self._transaction("BEGIN IMMEDIATE"):
+                self._meta = self._read_meta()
                 self._claim(tokenizer, model_hash)
                 levels = tokenizer.levels
                 self._db.execute("CREATE TEMP TABLE incoming(item_id PRIMARY KEY, chunk INTEGER NOT NULL)")
@@ -214,7 +298,8 @@ class SidRegistry:
                 self._db.execute("DROP TABLE IF EXISTS temp.incoming")
                 self._db.execute("DROP TABLE IF EXISTS temp.staged")
             # After a rollback the in-memory view of meta must forget what this assign wrote.
-            self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            with contextlib.suppress(sqlite3.Error, SidkitError):
+                self._meta = self._read_meta()
         return AssignResult(added, existing, collided, total, time.perf_counter() - started)
 
     def _claim(self, tokenizer: Tokenizer, model_hash: str) -> None:
@@ -283,23 +368,22 @@ class SidRegistry:
 
     # ----- helpers -------------------------------------------------------------------------------
 
-    def _create(self) -> None:
-        with self._transaction("BEGIN IMMEDIATE"):
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?), ('format_version', ?)",
-                             (FORMAT_NAME, str(FORMAT_VERSION)))
-
     @contextlib.contextmanager
     def _transaction(self, begin: str) -> Iterator[None]:
         try:
             self._db.execute(begin)
         except sqlite3.OperationalError as error:
-            raise SidkitError(f"cannot open a transaction on the registry: {error}", where=str(self.path),
-                              fix="another assign may be running; wait for it and try again") from None
+            if _primary_code(error) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            raise StorageError(f"the registry is busy: {error}", where=str(self.path),
+                               fix="another assign may be running; wait for it and try again") from None
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk does): then there is nothing to undo.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -313,7 +397,7 @@ class SidRegistry:
         raw = np.asarray(values)
         if kind == "int" and raw.dtype.kind in "US":  # ids typed on a command line
             try:
-                raw = raw.astype(np.int64)
+                raw = np.asarray([int(value) for value in raw.tolist()], dtype=object)
             except ValueError:
                 raise DataError("this registry holds integer item ids", where="item_ids",
                                 fix="pass integer ids") from None
@@ -343,12 +427,127 @@ def assign(registry: str | os.PathLike[str], model_dir: str | os.PathLike[str],
     if isinstance(chunks, EmbeddingSource):
         total = chunks.num_rows
         chunks = chunks.chunks(check_chunk_rows(chunk_rows))
-    with SidRegistry(registry) as opened:
-        return opened.assign(tokenizer, fingerprint, chunks, total_rows=total, on_chunk=on_chunk,
-                             progress=progress)
+    path = Path(registry)
+    created = not path.exists()
+    try:
+        with SidRegistry(path) as opened:
+            return opened.assign(tokenizer, fingerprint, chunks, total_rows=total, on_chunk=on_chunk,
+                                 progress=progress)
+    except BaseException:
+        if created:  # a first assign that failed leaves no registry behind
+            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        raise
 
 
 def lookup(registry: str | os.PathLike[str], item_ids: Iterable[Any]) -> dict[int | str, RegisteredSid]:
     """SIDs of ``item_ids`` in ``registry`` (read-only; ids not registered are absent)."""
     with SidRegistry(registry, readonly=True) as opened:
         return opened.lookup(item_ids)
+
+
+# ----- SQLite's failures as sidkit errors -------------------------------------------------------------
+
+
+def _primary_code(error: sqlite3.Error) -> int | None:
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _damaged(path: Path, what: str) -> DataError:
+    return DataError(f"the registry {path} is damaged: {what}", where=str(path),
+                     fix="restore it from a backup, or rebuild it with `sidkit assign` into a new file")
+
+
+@contextlib.contextmanager
+def _sqlite_errors(path: Path, action: str) -> Iterator[None]:
+    """SQLite's errors (and the file system's) while ``action``-ing the registry, as one-line sidkit errors."""
+    try:
+        yield
+    except SidkitError:
+        raise
+    except sqlite3.Error as error:
+        raise _registry_error(error, path, action) from None
+    except OSError as error:
+        raise storage_error(error, path) from None
+
+
+def _registry_error(error: sqlite3.Error, path: Path, action: str) -> SidkitError:
+    code = _primary_code(error)
+    text = str(error)
+    folder = path.parent if str(path.parent) else Path(".")
+    if code == sqlite3.SQLITE_FULL or (code == sqlite3.SQLITE_IOERR and _nearly_full(folder)):
+        return storage_error(OSError(errno.ENOSPC, "No space left on device"), path)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "decode" in text:  # bytes that are no text
+        if code == sqlite3.SQLITE_NOTADB and _is_foreign_file(path):
+            return DataError(f"{path} is not an SQLite file, so not a sidkit registry", where=str(path),
+                             fix="pass a new path for the registry")
+        return _damaged(path, text)
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return StorageError(f"the registry is busy: {text}", where=str(path),
+                            fix="another assign may be running; wait for it and try again")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
+        if not folder.is_dir():
+            return StorageError(f"the folder {folder} does not exist", where=str(path),
+                                fix="create it, or pass a registry path in an existing folder")
+        if _read_only_fs(folder):
+            return StorageError(f"cannot {action} the registry {path}: it is on a read-only file system",
+                                where=str(path), fix="copy it to a writable disk, or use `sidkit lookup` to read it")
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            return StorageError(f"cannot {action} the registry {path}: permission denied (the file or its folder "
+                                "is read-only to you)", where=str(path),
+                                fix=f"fix the permissions (`ls -l {path}`), or use a copy in a folder you can write")
+    if code == sqlite3.SQLITE_IOERR:
+        return StorageError(f"input/output error on the registry {path}: {text}", where=str(path),
+                            fix="check the disk or network file system, then run again")
+    if code == sqlite3.SQLITE_ERROR:  # SQL that a registry of this format always accepts: tables are off
+        return _damaged(path, text)
+    return StorageError(f"cannot {action} the registry {path}: {text}", where=str(path),
+                        fix="check the file, its folder and the disk")
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < (1 << 20)
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _is_foreign_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) != b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def _open_readonly(path: Path, timeout: float) -> sqlite3.Connection:
+    """A read-only connection, on read-only media too (where SQLite cannot make the WAL index file)."""
+    absolute = Path(os.path.abspath(path))
+    uri = f"file:{urllib.parse.quote(str(absolute))}?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+    except sqlite3.Error as error:
+        db.close()
+        if _primary_code(error) not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY) or os.access(
+                absolute.parent, os.W_OK):
+            raise
+    wal = absolute.with_name(absolute.name + "-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise StorageError(f"the registry's write-ahead log {wal} holds changes not yet in {path}, and its folder "
+                           "is read-only, so they cannot be read", where=str(path),
+                           fix="open the registry once where its folder is writable (any `sidkit lookup` does), "
+                           "then copy it")
+    # Nothing can change a file on read-only media: read it without locks or a WAL index.
+    return sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=timeout, isolation_level=None)

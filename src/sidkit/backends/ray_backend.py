@@ -20,14 +20,15 @@ default a local Ray instance is started (and stopped afterwards); ``address`` jo
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import importlib
+import json
 import logging
 import math
 import os
 import pickle
-import shutil
-import tempfile
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,8 +39,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sidkit import errors
 from sidkit.diagnostics.basic import BasicDiagnostics
-from sidkit.errors import ConfigError, DataError
+from sidkit.errors import ConfigError, DataError, SidkitError, innermost_sidkit_error
+from sidkit.io import atomic_dir
 from sidkit.progress import progress_enabled
 from sidkit.stream.metrics import ReconstructionPartial, UsagePartial, merge_reconstruction, merge_usage
 from sidkit.stream.source import (
@@ -120,7 +123,8 @@ def ray_session(options: RayOptions) -> Iterator[ModuleType]:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ray.data.DataContext.get_current().enable_progress_bars = progress_enabled()
     if ray.is_initialized():
-        yield ray
+        with _plain_errors():
+            yield ray
         return
     if options.address is not None:
         ray.init(address=options.address, log_to_driver=False, logging_level=logging.WARNING)
@@ -128,9 +132,47 @@ def ray_session(options: RayOptions) -> Iterator[ModuleType]:
         ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     try:
-        yield ray
+        with _plain_errors():
+            yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _plain_errors() -> Iterator[None]:
+    """A sidkit error raised in a Ray task reaches the driver wrapped, with the task's traceback in its
+    text (Ray Data keeps only text of the original); raise the original, one-line error instead."""
+    try:
+        yield
+    except Exception as error:
+        original = _carried(error) or innermost_sidkit_error(error)
+        if original is None or original is error:
+            raise
+        raise original from None
+
+
+_CARRIED = re.compile(r"sidkit-error:([A-Za-z0-9+/=]+)")
+
+
+def _carry(error: SidkitError) -> RuntimeError:
+    """``error`` as text that survives Ray's wrapping (class, problem, where and fix, base64 JSON)."""
+    parts = {"kind": type(error).__name__, "problem": error.problem, "where": error.where, "fix": error.fix}
+    payload = base64.b64encode(json.dumps(parts).encode("utf-8")).decode("ascii")
+    return RuntimeError(f"{error} [sidkit-error:{payload}]")
+
+
+def _carried(error: BaseException) -> SidkitError | None:
+    """The sidkit error that :func:`_carry` put into the text of ``error`` (or of what it wraps), if any."""
+    match = _CARRIED.search(str(error))
+    if match is None:
+        return None
+    try:
+        parts = json.loads(base64.b64decode(match.group(1)).decode("utf-8"))
+    except ValueError:
+        return None
+    kind = getattr(errors, str(parts.get("kind")), None)  # only sidkit's own classes, by name
+    cls = kind if isinstance(kind, type) and issubclass(kind, SidkitError) else SidkitError
+    return cls(str(parts.get("problem")), where=parts.get("where"), fix=parts.get("fix"))
 
 
 class TokenizerActor:
@@ -151,11 +193,20 @@ class TokenizerActor:
         from sidkit.tokenizers.base import load_tokenizer
 
         torch.set_num_threads(threads)
-        self.tokenizer = load_tokenizer(model_dir, device=device)
+        try:
+            self.tokenizer = load_tokenizer(model_dir, device=device)
+        except SidkitError as error:
+            raise _carry(error) from None
         self.output = output
         self.reader = reader
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        try:
+            return self._process(batch)
+        except SidkitError as error:  # bad data in this batch: the driver shows it as one line
+            raise _carry(error) from None
+
+    def _process(self, batch: pa.Table) -> pa.Table:
         embeddings, item_ids, rows = self._read(batch)
         ids = self.tokenizer.encode(embeddings, batch_size=max(1, len(embeddings)))
         if self.output == "codes":
@@ -196,18 +247,13 @@ def ray_encode(model_dir: str | os.PathLike[str], data: str | os.PathLike[str], 
         dataset, reader, source = _dataset(ray, data, options)
         levels = _levels(model_dir)
         codes = _map(dataset, model_dir, reader, "codes", options, ray, source.num_rows)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-        try:
+        with atomic_dir(target, replaceable=_is_codes_dir, what="directory of codes",
+                        fix="pass a new directory, or one that `sidkit encode --backend ray` wrote") as scratch:
             codes.write_parquet(str(scratch), ray_remote_args={"num_cpus": 0})
             written = sum(_parquet_rows(path) for path in scratch.glob("*.parquet"))
             if written != source.num_rows:
                 raise DataError(f"Ray wrote {written} rows of codes for {source.num_rows} inputs", where=str(target),
                                 fix="run again; if it repeats, check the cluster's logs")
-            _replace_directory(scratch, target)
-        except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
-            raise
     return RayEncodeResult(target, source.num_rows, levels, time.perf_counter() - started)
 
 
@@ -282,15 +328,6 @@ def _parquet_rows(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def _replace_directory(new: Path, target: Path) -> None:
-    """Put directory ``new`` at ``target``; an old directory or file there is removed only afterwards."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    os.replace(target, old)
-    os.replace(new, target)
-    if old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
+def _is_codes_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds only parquet files (codes written earlier), so that it may be replaced."""
+    return all(path.suffix == ".parquet" or path.name.startswith(".") for path in directory.iterdir())

@@ -77,15 +77,48 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_print_ver
     """Semantic IDs for recommendation: data, tokenizers, diagnostics and rankers."""
 
 
+
+
+def directory_output(path: Path | None) -> Path | None:
+    """Option callback: refuse, before any work, an output directory that cannot be written."""
+    if path is not None:
+        from sidkit.io import check_output_path
+
+        check_output_path(path, directory=True, where="--out")
+    return path
+
+
+def file_output(path: Path | None) -> Path | None:
+    """Option callback: refuse, before any work, an output file that cannot be written."""
+    if path is not None:
+        from sidkit.io import check_output_path
+
+        check_output_path(path, directory=False, where=str(path))
+    return path
+
+
+def known_device(device: str) -> str:
+    """Option callback: refuse, before any work, a device that this machine does not have."""
+    if device.strip().lower() != "cpu":
+        from sidkit.errors import ConfigError
+        from sidkit.tokenizers.base import resolve_device
+
+        try:
+            resolve_device(device)
+        except ConfigError as error:
+            raise ConfigError(error.problem, where="--device", fix=error.fix) from None
+    return device
+
+
 DataDir = Annotated[Path, typer.Option("--data", help="Dataset directory (items.parquet, interactions.parquet, ...).")]
-OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.")]
-Device = Annotated[str, typer.Option(help="torch device: cpu or cuda.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Directory to write.", callback=directory_output)]
+Device = Annotated[str, typer.Option(help="torch device: cpu or cuda.", callback=known_device)]
 ProgressFlag = Annotated[bool | None, typer.Option(
     "--progress/--no-progress", show_default=False,
     help="Progress bars even when stderr is not a terminal / no progress at all. Default: bars on a "
     "terminal, elsewhere (a log) a plain progress line every 20 s of long work.")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Write into --out even if it is a non-empty "
-                                         "directory, replacing what the command writes there.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out directory (an "
+                                         "earlier output of sidkit) as a whole, in one step at the end.")]
 
 
 def use_progress(progress: bool | None) -> None:
@@ -96,12 +129,13 @@ def use_progress(progress: bool | None) -> None:
 
 
 def check_out_dir(out: Path, overwrite: bool, *, option: str = "--out") -> None:
-    """Refuse an ``--out`` that is a file, or a non-empty directory without ``--overwrite``."""
+    """Refuse, before any work, an ``--out`` that cannot become the output directory: a file, a path
+    under a file or in a folder that cannot be written, or a non-empty directory without ``--overwrite``.
+    Write the directory itself with :func:`sidkit.io.atomic_dir`."""
     from sidkit.errors import SidkitError
+    from sidkit.io import check_output_path
 
-    if out.exists() and not out.is_dir():
-        raise SidkitError(f"{out} is a file, not a directory", where=option,
-                          fix="pass a directory path (new or empty)")
+    check_output_path(out, directory=True, where=option)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise SidkitError(f"{out} is not empty", where=option,
                           fix="choose a new or empty directory, or pass --overwrite to write into it")

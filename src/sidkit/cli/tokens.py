@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import Device, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.app import Device, Overwrite, ProgressFlag, app, check_out_dir, console, file_output, use_progress
 from sidkit.cli.scale import Backend, ChunkRows, RayActors, RayAddress, diagnose_result, encode_command
 from sidkit.errors import SidkitError
 
@@ -57,11 +57,14 @@ def fit(
 
     Neural: `sidkit fit --method drq-vae-cl --codebook-size 64 --epochs 300 --data data/ml-100k --out models/drq-cl`
     """
+    from sidkit.checks import check_seed, level_sizes
     from sidkit.distributed import init_from_env, shutdown
     from sidkit.tokenizers.factory import default_codebook_size, make_tokenizer
 
     use_progress(progress)
     check_out_dir(out, overwrite)
+    check_seed(seed, where="--seed")  # settings first: nothing is read before they are known to be usable
+    level_sizes(levels, 2 if codebook_size is None else codebook_size, where="--levels")
     options: dict[str, object] = {}
     if balanced:
         options["balanced"] = True
@@ -135,7 +138,8 @@ def diagnose(
     model: ModelDir,
     embeddings: EmbeddingsFile = None,
     data: OptionalData = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON.",
+                                                  callback=file_output)] = None,
     rho: Annotated[str, typer.Option(help="Comma-separated relative noise levels of the overlap (O_pi, K_eff, "
                                      "penalties, flip rate).")] = "0.1",
     samples: Annotated[int, typer.Option(help="Noise draws per item for the overlap (>= 3).")] = 8,

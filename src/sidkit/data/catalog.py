@@ -10,7 +10,7 @@ import numpy as np
 
 from sidkit.data.validation import (
     as_id_array,
-    check_finite,
+    check_embedding_values,
     check_length,
     check_not_empty,
     check_unique,
@@ -40,7 +40,8 @@ class ItemCatalog:
         check_unique(ids, where="items.item_id")
         text = np.asarray(self.text, dtype=object)
         if text.ndim != 1:
-            raise DataError(f"text must be one-dimensional, got shape {text.shape}", where="items.text")
+            raise DataError(f"text must be one-dimensional, got shape {text.shape}", where="items.text",
+                            fix="give one text per item")
         check_length(text, len(ids), where="items.text", against="item_id")
         if not all(isinstance(t, str) for t in text.tolist()):
             raise DataError("text holds values that are not strings", where="items.text",
@@ -114,13 +115,13 @@ def _checked_embeddings(embeddings: np.ndarray, n_items: int) -> np.ndarray:
                         where="embeddings", fix="embeddings.npy must align row by row with items.parquet; "
                         "re-run `sidkit embed`")
     if array.shape[1] == 0:
-        raise DataError("embeddings have dimension 0", where="embeddings")
+        raise DataError("embeddings have dimension 0", where="embeddings", fix="pass an (N, D) array with D >= 1")
     if array.dtype.kind != "f":
         raise DataError(f"embeddings must be floating point, got {array.dtype}", where="embeddings",
                         fix="convert with .astype(np.float32)")
     if array.dtype != np.float32:
         array = array.astype(np.float32)
-    check_finite(array, where="embeddings")
+    check_embedding_values(array, where="embeddings")
     return array
 
 

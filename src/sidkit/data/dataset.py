@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 from sidkit import __version__
 from sidkit.data.catalog import ItemCatalog
 from sidkit.data.interactions import Interactions
+from sidkit.data.npy import read_npy_header
 from sidkit.errors import DataError
-from sidkit.io import atomic_path, save_npy, write_json
+from sidkit.io import atomic_dir, atomic_path, save_npy, write_json
 
 ITEMS_FILE = "items.parquet"
 INTERACTIONS_FILE = "interactions.parquet"
@@ -86,9 +87,21 @@ class Dataset:
 
 
 def save_dataset(dataset: Dataset, directory: str | os.PathLike[str]) -> Path:
-    """Write ``dataset`` as a dataset directory; every file is written atomically."""
+    """Write ``dataset`` as a dataset directory, as a whole (:func:`sidkit.io.atomic_dir`): an earlier
+    dataset there is replaced in one step, and a crash leaves the old one or the new one."""
     out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out, replaceable=is_dataset_dir, what="dataset directory",
+                    fix="pass a new directory, or one that sidkit wrote a dataset to") as work:
+        _write_dataset_files(dataset, work)
+    return out
+
+
+def is_dataset_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds a dataset (so that writing a dataset may replace it)."""
+    return any((directory / name).is_file() for name in (ITEMS_FILE, INTERACTIONS_FILE, MANIFEST_FILE))
+
+
+def _write_dataset_files(dataset: Dataset, out: Path) -> None:
     catalog = dataset.catalog
     items = {"item_id": catalog.item_ids, "text": catalog.text.astype(str)}
     items.update(catalog.columns)
@@ -107,16 +120,17 @@ def save_dataset(dataset: Dataset, directory: str | os.PathLike[str]) -> Path:
         save_npy(out / EMBEDDINGS_FILE, np.ascontiguousarray(catalog.embeddings, dtype=np.float32))
     assert dataset.manifest is not None
     write_json(out / MANIFEST_FILE, asdict(dataset.manifest))
-    return out
 
 
 def save_embeddings(directory: str | os.PathLike[str], embeddings: np.ndarray, model: str) -> None:
-    """Add or replace ``embeddings.npy`` in a dataset directory and record the model in the manifest."""
+    """Add or replace ``embeddings.npy`` in a dataset directory and record the model in the manifest;
+    both change in one step (the other files are kept, as hard links, in the new directory)."""
     dataset = load_dataset(directory, embeddings=False)
     dataset = dataset.with_embeddings(embeddings, model)  # validates rows and values
-    save_npy(Path(directory) / EMBEDDINGS_FILE, np.ascontiguousarray(embeddings, dtype=np.float32))
     assert dataset.manifest is not None
-    write_json(Path(directory) / MANIFEST_FILE, asdict(dataset.manifest))
+    with atomic_dir(directory, keep_existing=True) as work:
+        save_npy(work / EMBEDDINGS_FILE, np.ascontiguousarray(embeddings, dtype=np.float32))
+        write_json(work / MANIFEST_FILE, asdict(dataset.manifest))
 
 
 def check_dataset_directory(directory: str | os.PathLike[str]) -> Path:
@@ -192,6 +206,7 @@ def load_embeddings(path: str | os.PathLike[str], *, mmap: bool = False) -> np.n
     if not target.is_file():
         raise DataError(f"embeddings file {target} does not exist", where=str(target),
                         fix="run `sidkit embed --data DIR` or pass an existing .npy file")
+    read_npy_header(target)  # shape, dtype and size against the header, before reading anything
     try:
         array = np.load(target, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as exc:

@@ -29,26 +29,12 @@ def read_embeddings(path: str | os.PathLike[str], *, mmap: bool = True,
     if suffix == ".npy":
         return load_embeddings(target, mmap=mmap)
     if suffix == ".parquet":
-        table = _read_table(target)
-        if column in table.column_names:
-            values = table.column(column).combine_chunks()
-            if not pa.types.is_list(values.type) and not pa.types.is_fixed_size_list(values.type):
-                raise DataError(f"column '{column}' is not a list of floats", where=str(target),
-                                fix="store one list<float> per row, or one column per dimension")
-            lengths = values.value_lengths().to_numpy(zero_copy_only=False)
-            if len(lengths) and (lengths.min() != lengths.max()):
-                raise DataError(f"rows of '{column}' have different lengths ({lengths.min()} to "
-                                f"{lengths.max()})", where=str(target), fix="every embedding needs one width")
-            flat = values.flatten().to_numpy(zero_copy_only=False)
-            width = int(lengths[0]) if len(lengths) else 0
-            return np.asarray(flat, dtype=np.float32).reshape(len(lengths), width)
-        numeric = [n for n in table.column_names if n != "item_id"
-                   and pa.types.is_floating(table.schema.field(n).type)]
-        if not numeric:
-            raise DataError(f"no '{column}' list column and no float columns", where=str(target),
-                            fix=f"name the embedding column '{column}' or pass column=...")
-        return np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in numeric]
-                               ).astype(np.float32)
+        from sidkit.stream.source import ParquetSource
+
+        if not target.is_file():
+            raise DataError(f"file {target} does not exist", where=str(target), fix="check the path")
+        source = ParquetSource(target, column)  # the checks of streamed reading, for one code path
+        return np.concatenate([chunk.embeddings for chunk in source.chunks()])
     raise DataError(f"unsupported embeddings file type '{suffix}'", where=str(target),
                     fix="use a .npy array or a .parquet file")
 

@@ -8,11 +8,14 @@ and caches them. A local directory with the original GroupLens files (``u.data``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,35 +121,61 @@ def build_movielens(item_ids: list[int], titles: list[str], years: list[str], ge
 
 
 def _load_atomic(root: Path) -> Dataset:
-    items = read_rows(root / "ml-100k.item", "\t", "utf-8", header=True)
-    ids = [int(r[0]) for r in items]
-    titles = [r[1].strip() for r in items]
-    years = [r[2].strip() if len(r) > 2 else "" for r in items]
-    genres = [r[3].split() if len(r) > 3 else [] for r in items]
-    ratings = np.loadtxt(root / "ml-100k.inter", delimiter="\t", skiprows=1, dtype=np.float64)
-    users = read_rows(root / "ml-100k.user", "\t", "utf-8", header=True)
-    table = _users_table(users)
+    with _movielens_file(root / "ml-100k.item", "item_id, title, release_year, class, tab separated, a header"):
+        items = read_rows(root / "ml-100k.item", "\t", "utf-8", header=True)
+        ids = [int(r[0]) for r in items]
+        titles = [r[1].strip() for r in items]
+        years = [r[2].strip() if len(r) > 2 else "" for r in items]
+        genres = [r[3].split() if len(r) > 3 else [] for r in items]
+    ratings = _ratings(root / "ml-100k.inter", delimiter="\t", skiprows=1)
+    with _movielens_file(root / "ml-100k.user", "user_id, age, gender, occupation, zip_code, tab separated"):
+        table = _users_table(read_rows(root / "ml-100k.user", "\t", "utf-8", header=True))
     return build_movielens(ids, titles, years, genres, ratings, table, "movielens-100k (recbole atomic files)")
 
 
 def _load_grouplens(root: Path) -> Dataset:
-    items = read_rows(root / "u.item", "|", "latin-1", header=False)
     ids, titles, years, genres = [], [], [], []
-    for row in items:
-        ids.append(int(row[0]))
-        title = row[1].strip()
-        year = ""
-        # GroupLens titles end with "(1995)"; the release date column holds the year too.
-        if title.endswith(")") and title[-6:-5] == "(" and title[-5:-1].isdigit():
-            title, year = title[:-6].strip(), title[-5:-1]
-        elif row[2][-4:].isdigit():
-            year = row[2][-4:]
-        titles.append(title)
-        years.append(year)
-        genres.append([g for g, flag in zip(GENRES, row[5:24], strict=True) if flag == "1"])
-    ratings = np.loadtxt(root / "u.data", dtype=np.float64)
-    users = read_rows(root / "u.user", "|", "latin-1", header=False)
-    return build_movielens(ids, titles, years, genres, ratings, _users_table(users), "movielens-100k (grouplens)")
+    with _movielens_file(root / "u.item", "movie id | title | release date | video date | URL | 19 genre flags"):
+        for row in read_rows(root / "u.item", "|", "latin-1", header=False):
+            ids.append(int(row[0]))
+            title = row[1].strip()
+            year = ""
+            # GroupLens titles end with "(1995)"; the release date column holds the year too.
+            if title.endswith(")") and title[-6:-5] == "(" and title[-5:-1].isdigit():
+                title, year = title[:-6].strip(), title[-5:-1]
+            elif row[2][-4:].isdigit():
+                year = row[2][-4:]
+            titles.append(title)
+            years.append(year)
+            genres.append([g for g, flag in zip(GENRES, row[5:24], strict=True) if flag == "1"])
+    ratings = _ratings(root / "u.data")
+    with _movielens_file(root / "u.user", "user id | age | gender | occupation | zip code"):
+        users = _users_table(read_rows(root / "u.user", "|", "latin-1", header=False))
+    return build_movielens(ids, titles, years, genres, ratings, users, "movielens-100k (grouplens)")
+
+
+@contextlib.contextmanager
+def _movielens_file(path: Path, layout: str) -> Iterator[None]:
+    """Parse errors in a source file become one DataError naming the file and the layout it must have."""
+    try:
+        yield
+    except (ValueError, IndexError, UnicodeDecodeError) as error:
+        detail = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise DataError(f"the file at {path} is not the MovieLens format ({layout}): {detail}", where=str(path),
+                        fix="use the unmodified ml-100k files (GroupLens or RecBole), or omit --source to "
+                        "download them") from None
+
+
+def _ratings(path: Path, *, delimiter: str | None = None, skiprows: int = 0) -> np.ndarray:
+    """(R, 4) float64 ratings: user, item, rating, timestamp."""
+    with _movielens_file(path, "user id, item id, rating, timestamp, tab separated"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # numpy's "input contained no data": reported below
+        ratings = np.loadtxt(path, delimiter=delimiter, skiprows=skiprows, dtype=np.float64, ndmin=2,
+                             encoding="latin-1")
+        if ratings.shape[0] == 0 or ratings.shape[1] != 4:
+            raise ValueError(f"{ratings.shape[0]} rows of {ratings.shape[1] if ratings.size else 0} columns, "
+                             "expected rows of 4")
+    return ratings
 
 
 def _users_table(rows: list[list[str]]) -> pa.Table:

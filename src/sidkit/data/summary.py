@@ -24,6 +24,7 @@ from sidkit.data.dataset import (
     check_dataset_directory,
     load_embeddings,
 )
+from sidkit.data.interactions import TIME_UNITS, as_timestamps, timestamp_unit
 from sidkit.errors import DataError
 
 
@@ -44,6 +45,7 @@ class DatasetSummary:
     embedding_shape: tuple[int, int] | None
     embedding_model: str | None
     embedding_mean_norm: float | None
+    time_unit: str = "s"  # of the timestamps, detected from their size (sidkit.data.interactions.timestamp_unit)
 
     def rows(self) -> list[tuple[str, str]]:
         """(name, value) pairs for a two-column table."""
@@ -52,7 +54,8 @@ class DatasetSummary:
             ("items", f"{self.num_items:,}"),
             ("users", f"{self.num_users:,}"),
             ("interactions", f"{self.num_interactions:,}"),
-            ("time range", f"{_when(self.first_time)} .. {_when(self.last_time)}"),
+            ("time range", f"{_when(self.first_time, self.time_unit)} .. {_when(self.last_time, self.time_unit)}"
+                           + ("" if self.time_unit == "s" else f" (timestamps in {self.time_unit})")),
             ("interactions per user (median)", f"{self.interactions_per_user_median:g}"),
             ("interactions per item (median)", f"{self.interactions_per_item_median:g}"),
         ]
@@ -89,7 +92,11 @@ def summarize_dataset(directory: str | os.PathLike[str]) -> DatasetSummary:
 
     per_user = pc.value_counts(column("user_id")).field("counts")
     per_item = pc.value_counts(column("item_id")).field("counts")
-    times = pc.min_max(column("timestamp"))
+    stamps = column("timestamp")
+    if pa.types.is_timestamp(stamps.type):  # an Arrow timestamp column: its ticks, in its own unit
+        stamps = pc.cast(stamps, pa.int64())
+    times = pc.min_max(stamps)
+    bounds = as_timestamps(np.array([times["min"].as_py(), times["max"].as_py()]))
     names = events.schema_arrow.names
     labels = [name for name in names if name not in _INTERACTION_CORE]
     emb_path = root / EMBEDDINGS_FILE
@@ -103,8 +110,8 @@ def summarize_dataset(directory: str | os.PathLike[str]) -> DatasetSummary:
         num_items=items.metadata.num_rows,
         num_users=len(per_user),
         num_interactions=events.metadata.num_rows,
-        first_time=int(times["min"].as_py()),
-        last_time=int(times["max"].as_py()),
+        first_time=int(bounds[0]),
+        last_time=int(bounds[1]),
         interactions_per_user_median=_median(per_user),
         interactions_per_item_median=_median(per_item),
         rating_mean=_mean(column("rating")) if "rating" in names else None,
@@ -114,6 +121,7 @@ def summarize_dataset(directory: str | os.PathLike[str]) -> DatasetSummary:
         embedding_shape=None if emb is None else (int(emb.shape[0]), int(emb.shape[1])),
         embedding_model=manifest.get("embedding_model"),
         embedding_mean_norm=mean_norm,
+        time_unit=timestamp_unit(bounds),
     )
 
 
@@ -151,8 +159,12 @@ def _mean(values: pa.ChunkedArray) -> float:
     return float("nan") if mean is None else float(mean)
 
 
-def _when(timestamp: int) -> str:
-    # Unix seconds after 1990 print as dates; synthetic step counters print as numbers.
-    if timestamp > 631_152_000:
-        return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
+def _when(timestamp: int, unit: str = "s") -> str:
+    # Unix times after 1990 print as dates (in whatever unit they are); step counters print as numbers.
+    seconds = timestamp / 1000 ** TIME_UNITS.index(unit)
+    if seconds > 631_152_000:
+        try:
+            return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d")
+        except (ValueError, OverflowError, OSError):
+            pass
     return str(timestamp)

@@ -24,13 +24,10 @@ The generative model (all vectors in R^D, ``unit`` scales to length 1):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +49,7 @@ from sidkit.data.dataset import (
 )
 from sidkit.data.interactions import Interactions
 from sidkit.errors import ConfigError, DataError
-from sidkit.io import write_json
+from sidkit.io import atomic_dir, reserve_space, write_json
 from sidkit.progress import track
 
 CONFIG_FILE = "synthetic.json"
@@ -514,14 +511,8 @@ def write_synthetic(config: SyntheticConfig, out_dir: str | os.PathLike[str], *,
                           fix="pass the rows per parquet row group, e.g. 131072")
     target = Path(out_dir)
     _check_target(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        manifest = _write_into(config, tmp, progress=progress, chunk_rows=chunk_rows)
-        _publish(tmp, target, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(target, what="dataset directory") as work:
+        manifest = _write_into(config, work, progress=progress, chunk_rows=chunk_rows)
     return manifest
 
 
@@ -597,6 +588,7 @@ def _write_items(world: _World, root: Path, *, progress: bool | None, chunk_rows
     topic = np.empty(c.items, dtype=np.int64)
     emb = np.lib.format.open_memmap(root / EMBEDDINGS_FILE, mode="w+", dtype=np.float32,
                                     shape=(c.items, c.dim))
+    reserve_space(root / EMBEDDINGS_FILE)  # a full disk fails here, not as SIGBUS inside the memory map
 
     def tables() -> Iterator[pa.Table]:
         blocks = track(_item_blocks(world), total=_num_blocks(c.items, _ITEM_BLOCK), description="items",
@@ -667,15 +659,3 @@ def _check_target(target: Path, overwrite: bool) -> None:
                           fix="pass an empty or new directory, or overwrite=True (CLI: --overwrite) to replace it")
 
 
-def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished directory ``tmp`` to ``target``, replacing an empty or (``overwrite``) old one."""
-    _check_target(target, overwrite)
-    if target.is_dir() and any(target.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        os.replace(target, old)  # renaming onto an empty directory replaces it
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    with contextlib.suppress(FileNotFoundError):
-        target.rmdir()
-    os.replace(tmp, target)

@@ -18,8 +18,10 @@ the comparison is size-matched; a name may carry its own budget as ``name@rows``
 ``sid-spm@512``), which is then no longer size-matched and is reported as such.
 
 The feature x seed runs go to ``settings.jobs`` worker processes (``threads`` torch threads each);
-results do not depend on ``jobs``. Each finished run is appended to ``out_dir/runs.jsonl`` at once, so
-a long run cut short keeps its finished rows.
+results do not depend on ``jobs``. The run is built in a staging directory beside ``out_dir``
+(:func:`sidkit.io.staging_dir`) and swapped in whole when it is complete, so an earlier run there
+stays as it was until then. Each finished run is appended to ``runs.jsonl`` in the staging directory
+at once, so a long run cut short keeps its finished rows (:func:`experiment_from_runs` reads them).
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from sidkit.checks import check_float, check_int
 from sidkit.errors import ConfigError, DataError
 from sidkit.features.representations import build_representation, parse_representation
 from sidkit.features.types import ItemRepresentation
 from sidkit.ids import SemanticIds
-from sidkit.io import write_json, write_text
+from sidkit.io import atomic_dir, staging_dir, write_json, write_text
 from sidkit.ranking.data import SPLITS, build_ranking_data, ranking_summary, training_item_counts
 from sidkit.ranking.metrics import AggregateMetrics, MeanCI, RankingMetrics, aggregate, evaluate, mean_ci
 from sidkit.ranking.models import ModelConfig, build_model, model_names
@@ -339,16 +342,22 @@ def _sids_from_codes(path: Path, item_ids: np.ndarray) -> SemanticIds:
     return SemanticIds(sids.codes[row], sids.sizes)
 
 
+def is_rank_run(directory: Path) -> bool:
+    """Whether ``directory`` holds the outputs of a ranking run (so that a new one may replace it)."""
+    return (directory / METRICS_FILE).is_file() or (directory / PROGRESS_FILE).is_file()
+
+
 def _check_settings(settings: RankSettings) -> None:
     if settings.model not in model_names():
         raise ConfigError(f"unknown model {settings.model!r}", where="--model",
                           fix=f"use one of {', '.join(model_names())}")
     if settings.split not in SPLITS:
         raise ConfigError(f"unknown split {settings.split!r}", where="--split", fix=f"use one of {', '.join(SPLITS)}")
-    for name in ("seeds", "epochs", "batch_size", "jobs", "threads", "embedding_dim", "patience", "negatives"):
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}", where=f"--{name.replace('_', '-')}")
+    for name in ("seeds", "epochs", "batch_size", "jobs", "threads", "embedding_dim", "patience", "negatives",
+                 "history"):
+        check_int(getattr(settings, name), where=f"--{name.replace('_', '-')}")
+    check_float(settings.learning_rate, where="--learning-rate", low=0, low_open=True, fix="pass e.g. 3e-3")
+    check_float(settings.item_holdout, where="--item-holdout", low=0, high=1, high_open=True, fix="pass e.g. 0.2")
     if settings.budget is not None and (isinstance(settings.budget, bool) or settings.budget < 1):
         raise ConfigError(f"budget must be a positive integer, got {settings.budget!r}", where="--budget",
                           fix="pass e.g. --budget 4096")
@@ -396,16 +405,20 @@ def run_ranking(data_dir: str | os.PathLike[str], tokenizer: str | os.PathLike[s
     say(f"{len(x):,} items x {x.shape[1]} dims; SIDs {'x'.join(map(str, sids.sizes)) if sids else 'none'}; "
         f"{len(features)} feature sets x {settings.seeds} seeds, model {settings.model}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    job = _SeedJob(str(data_dir), sids, settings)
-    progress = out / PROGRESS_FILE
-    progress.unlink(missing_ok=True)
-    seeds = _run_seeds(job, settings, say, progress)
-    infos = tuple(run.info for run in seeds[0].runs)
-    experiment = RankingExperiment(Path(data_dir), "" if tokenizer is None else str(tokenizer), out, settings,
-                                   len(x), int(x.shape[1]), tuple(sids.sizes) if sids else (), seeds, infos,
-                                   time.perf_counter() - started, tasks=tuple(seeds[0].data["tasks"]))
-    write_outputs(experiment, report=report)
+    # Built in a staging directory beside `out` and swapped in whole at the end: a crash leaves an
+    # earlier run untouched, and the staging directory keeps the runs that had finished.
+    with atomic_dir(out, replaceable=is_rank_run, what="rank run", resumable=True,
+                    fix="pass a new directory, or one that `sidkit rank` wrote") as work:
+        job = _SeedJob(str(data_dir), sids, settings)
+        progress = work / PROGRESS_FILE
+        progress.unlink(missing_ok=True)
+        seeds = _run_seeds(job, settings, say, progress)
+        infos = tuple(run.info for run in seeds[0].runs)
+        experiment = RankingExperiment(Path(data_dir), "" if tokenizer is None else str(tokenizer), work, settings,
+                                       len(x), int(x.shape[1]), tuple(sids.sizes) if sids else (), seeds, infos,
+                                       time.perf_counter() - started, tasks=tuple(seeds[0].data["tasks"]))
+        write_outputs(experiment, report=report)
+    experiment = replace(experiment, out_dir=out)
     say(f"wrote {experiment.metrics_path}, {experiment.summary_path}"
         + (f", {experiment.report_path}" if report else ""))
     return experiment
@@ -621,8 +634,9 @@ DEMO_SETTINGS = RankSettings(features=("hash", "sid-prefix", "hash+sid-prefix"),
 def quick_rank(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                settings: RankSettings = DEMO_SETTINGS, *, levels: int = 3, codebook_size: int = 64,
                log: Callable[[str], None] | None = None) -> RankingExperiment:
-    """Fit an RQ-KMeans tokenizer (``levels`` x ``codebook_size``) on the dataset's embeddings, save it to
-    ``out_dir/tokenizer``, and run :func:`run_ranking` with ``settings`` into ``out_dir``.
+    """Fit an RQ-KMeans tokenizer (``levels`` x ``codebook_size``) on the dataset's embeddings, save it
+    beside ``out_dir`` as ``<out_dir>-tokenizer`` (the run directory is replaced as a whole, so it holds
+    only the run), and run :func:`run_ranking` with ``settings`` into ``out_dir``.
 
     ``result.summary_rows()`` gives one row per feature set for a summary table.
     """
@@ -633,7 +647,7 @@ def quick_rank(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str]
     if x is None:
         raise DataError(f"the dataset in {data_dir} has no embeddings.npy", where=str(data_dir),
                         fix=f"run `sidkit embed --data {data_dir}` first")
-    model_dir = Path(out_dir) / "tokenizer"
+    model_dir = Path(out_dir).with_name(f"{Path(out_dir).name}-tokenizer")
     RQKMeans(levels=levels, codebook_size=codebook_size, seed=0).fit(x).save(model_dir)
     return run_ranking(data_dir, model_dir, out_dir, settings, log=log)
 
@@ -667,7 +681,10 @@ def experiment_from_runs(data_dir: str | os.PathLike[str], tokenizer: str | os.P
     """
     from sidkit.data.dataset import load_dataset
 
-    runs = read_runs(Path(out_dir) / PROGRESS_FILE)
+    recorded = Path(out_dir) / PROGRESS_FILE
+    if not recorded.is_file() and (staging_dir(out_dir) / PROGRESS_FILE).is_file():
+        recorded = staging_dir(out_dir) / PROGRESS_FILE  # a run cut short keeps its runs there
+    runs = read_runs(recorded)
     names = [name for name, _, _ in parse_features(settings.features)]
     by_seed: dict[int, dict[str, RunResult]] = {}
     for run in runs:

@@ -22,8 +22,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from sidkit.data.validation import check_finite
-from sidkit.errors import ConfigError, DataError
+from sidkit.checks import check_int
+from sidkit.data.npy import read_npy_header
+from sidkit.data.validation import check_embedding_values
+from sidkit.errors import DataError
 
 DEFAULT_CHUNK_ROWS = 65_536
 ITEM_ID = "item_id"
@@ -76,22 +78,9 @@ class NpySource(EmbeddingSource):
     """A C-ordered 2-d numeric ``.npy`` file, memory-mapped and read one chunk at a time."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            with open(path, "rb") as handle:
-                version = np.lib.format.read_magic(handle)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, fortran, dtype = read_header(handle)
-                self._offset = handle.tell()
-        except (ValueError, OSError) as error:
-            raise DataError(f"cannot read {path.name} as a .npy array: {error}", where=str(path),
-                            fix="save embeddings with numpy.save as a float32 (N, D) array") from None
-        if len(shape) != 2 or fortran or dtype.kind not in "fiu" or dtype.hasobject:
-            raise DataError(f"{path.name} holds a {'Fortran-ordered ' if fortran else ''}{dtype} array of shape "
-                            f"{shape}; streaming needs a C-ordered numeric (N, D) array", where=str(path),
-                            fix="re-save it with numpy.save(path, np.ascontiguousarray(x, dtype=np.float32))")
-        if shape[0] == 0 or shape[1] == 0:
-            raise DataError(f"{path.name} has shape {shape}: no embeddings", where=str(path))
+        header = read_npy_header(path)
+        self._offset = header.offset
+        shape, dtype = header.shape, header.dtype
         super().__init__(path, int(shape[0]), int(shape[1]), has_item_ids=False)
         self._dtype = dtype
 
@@ -120,7 +109,7 @@ class NpySource(EmbeddingSource):
         # The copy is all we need: drop the file pages from this process so RSS stays bounded.
         page_start = begin - begin % mmap.PAGESIZE
         _advise(mapped, mmap.MADV_DONTNEED, page_start, begin + (stop - start) * row_bytes - page_start)
-        check_finite(rows, where=f"{self.path} rows {start}..{stop - 1}")
+        check_embedding_values(rows, where=f"{self.path} rows {start}..{stop - 1}")
         return rows
 
 
@@ -138,8 +127,9 @@ class ParquetSource(EmbeddingSource):
         self._list_column: str | None = None
         if column in schema.names:
             kind = schema.field(column).type
-            if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
-                raise DataError(f"column '{column}' is {kind}, not a list of floats", where=str(path),
+            listed = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+            if not listed or not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)):
+                raise DataError(f"column '{column}' is {kind}, not a list of numbers", where=str(path),
                                 fix="store one list<float> per row, or one float column per dimension")
             self._list_column = column
             self._columns = [column]
@@ -282,6 +272,9 @@ def table_embeddings(table: pa.Table, list_column: str | None, columns: list[str
         if lists.null_count:
             raise DataError(f"{lists.null_count} rows of '{list_column}' are null", where=where,
                             fix="drop items without an embedding")
+        if lists.flatten().null_count:
+            raise DataError(f"{lists.flatten().null_count} values inside '{list_column}' are null", where=where,
+                            fix="fill or drop the embeddings with missing values")
         lengths = lists.value_lengths().to_numpy(zero_copy_only=False)
         if len(lengths) and (lengths.min() != dim or lengths.max() != dim):
             raise DataError(f"rows of '{list_column}' have {lengths.min()} to {lengths.max()} values, "
@@ -289,7 +282,7 @@ def table_embeddings(table: pa.Table, list_column: str | None, columns: list[str
         flat = lists.flatten().to_numpy(zero_copy_only=False)
         rows = np.asarray(flat, dtype=np.float32).reshape(len(lengths), dim)
     rows = np.array(rows, dtype=np.float32, order="C", copy=True)
-    check_finite(rows, where=where)
+    check_embedding_values(rows, where=where)
     return rows
 
 
@@ -310,9 +303,7 @@ def open_embeddings(path: str | os.PathLike[str], *, column: str = "embedding") 
 
 
 def check_chunk_rows(chunk_rows: int) -> int:
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) or chunk_rows < 1:
-        raise ConfigError(f"chunk_rows must be a positive integer, got {chunk_rows!r}", where="chunk_rows")
-    return int(chunk_rows)
+    return check_int(chunk_rows, where="chunk_rows", fix="pass the rows per chunk, e.g. 65536")
 
 
 def _advise(mapped: mmap.mmap, advice: int, start: int, length: int) -> None:

@@ -32,11 +32,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sidkit import __version__
+from sidkit.checks import check_int, check_seed
 from sidkit.data.catalog import check_embedding_dim
-from sidkit.data.validation import check_finite
-from sidkit.errors import ConfigError, DataError, NotFittedError
+from sidkit.data.validation import check_embedding_values
+from sidkit.errors import ConfigError, DataError, NotFittedError, SidkitError
 from sidkit.ids import SemanticIds
-from sidkit.io import atomic_path, write_json
+from sidkit.io import atomic_dir, file_mode, write_json
 from sidkit.progress import track
 
 FORMAT_NAME = "sidkit-tokenizer"
@@ -44,6 +45,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 DEFAULT_BATCH_SIZE = 16384
+_RECORD_PREFIX = "history."  # tensors that record training (may hold NaN, integers), not weights
 
 # Built-in tokenizers, imported on first use so that loading never depends on what the caller imported.
 _BUILTIN_MODULES = {"RQKMeans": "sidkit.tokenizers.rq_kmeans", "RQVAE": "sidkit.tokenizers.rq_vae",
@@ -86,9 +88,7 @@ class Tokenizer(ABC):
     """
 
     def __init__(self, *, seed: int = 0) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {seed!r}", where="seed")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self._dim: int | None = None
         self._device = torch.device("cpu")
 
@@ -182,8 +182,8 @@ class Tokenizer(ABC):
 
     def fit(self, X: Any, *, device: str | torch.device = "cpu") -> Self:
         """Fit on (N, D) embeddings ``X`` (numpy, memory-mapped or torch), seeded by ``self.seed``; returns ``self``."""
-        x = check_embeddings(X, where="fit(X)")
         target = resolve_device(device)
+        x = check_embeddings(X, where="fit(X)")
         self._fit(x, device=target, seed=self.seed)
         self._dim = int(x.shape[1])
         self._device = target
@@ -224,15 +224,20 @@ class Tokenizer(ABC):
         return self
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` into ``directory`` (created); returns it."""
+        """Write ``config.json`` and ``weights.safetensors`` into ``directory``; returns it.
+
+        The directory is written as a whole (:func:`sidkit.io.atomic_dir`): an earlier model there is
+        replaced in one step, and a crash leaves the old model or the new one, never a mix. A
+        directory that holds something other than a model is not replaced.
+
+        Raises:
+            DataError: the fitted weights hold NaN or inf (nothing is written).
+        """
         dim = self._check_fitted()
         path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self._state_dict().items()}
-        # Weights first: config.json appears last, so its presence marks a complete model.
-        with atomic_path(path / WEIGHTS_FILE) as tmp:
-            save_file(tensors, str(tmp), metadata={"format": FORMAT_NAME})
-        write_json(path / CONFIG_FILE, {
+        _check_finite_weights(tensors, where=f"{type(self).__name__}.save({str(path)!r})", saving=True)
+        config = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "sidkit_version": __version__,
@@ -241,36 +246,75 @@ class Tokenizer(ABC):
             "dim": dim,
             "codebook_sizes": list(self.codebook_sizes),
             "weights": {k: list(v.shape) for k, v in tensors.items()},
-        })
+        }
+        with atomic_dir(path, replaceable=is_model_dir, what="model directory",
+                        fix="pass a new directory, or one that `sidkit fit` wrote") as tmp:
+            self._save_extra(tmp)
+            save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
+            os.chmod(tmp / WEIGHTS_FILE, file_mode())  # safetensors creates it private (0600)
+            write_json(tmp / CONFIG_FILE, config)
         return path
+
+    def _save_extra(self, directory: Path) -> None:  # noqa: B027  (optional hook, empty by default)
+        """Write files of the subclass's own into the model directory being built (nothing by default)."""
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Self:
-        """Load a tokenizer saved by :meth:`save`, with its weights on ``device``."""
+        """Load a tokenizer saved by :meth:`save`, with its weights on ``device``.
+
+        Everything is checked before the model is returned: the config names a known tokenizer class
+        with settings it accepts, the weights are finite floats whose names and shapes are exactly
+        those of that model (and those the config records).
+
+        Raises:
+            DataError: the directory does not hold a usable model; the message says what is wrong.
+        """
         path = Path(directory)
         meta = read_model_config(path)
+        config_path = str(path / CONFIG_FILE)
         target_cls = tokenizer_class(meta["tokenizer"])
         if not issubclass(target_cls, cls):
             raise DataError(f"{path} holds a {target_cls.__name__}, not a {cls.__name__}", where=str(path),
                             fix=f"use {target_cls.__name__}.load or sidkit.tokenizers.base.load_tokenizer")
         try:
             model = target_cls(**meta["config"])
-        except TypeError as error:
-            raise DataError(f"config does not match {target_cls.__name__}: {error}",
-                            where=str(path / CONFIG_FILE), fix="re-save the model with this sidkit") from error
+        except (TypeError, ValueError) as error:
+            problem = error.problem if isinstance(error, SidkitError) else str(error)
+            raise DataError(f"the settings in {CONFIG_FILE} do not fit a {target_cls.__name__}: {problem}",
+                            where=config_path, fix="save the model again with this sidkit") from None
         target = resolve_device(device)
         weights = path / WEIGHTS_FILE
         if not weights.is_file():
             raise DataError(f"{WEIGHTS_FILE} is missing", where=str(path), fix="save the model again")
         try:
             tensors = load_file(str(weights), device=str(target))
-        except (SafetensorError, OSError) as error:
+        except (SafetensorError, OSError, ValueError) as error:
             raise DataError(f"cannot read weights: {error}", where=str(weights),
-                            fix="save the model again") from error
+                            fix="save the model again") from None
+        _check_finite_weights(tensors, where=str(weights), saving=False)
+        recorded = meta.get("weights")
+        if recorded is not None and (not isinstance(recorded, dict) or {
+                name: list(tensor.shape) for name, tensor in tensors.items()} != recorded):
+            raise DataError(f"{WEIGHTS_FILE} does not hold the tensors that {CONFIG_FILE} records "
+                            "(names or shapes differ)", where=str(path),
+                            fix="the two files come from different models: save the model again")
         dim = meta["dim"]
-        if not isinstance(dim, int) or dim < 1:
-            raise DataError(f"bad dim {dim!r}", where=str(path / CONFIG_FILE), fix="save the model again")
         model._load_state_dict(tensors, dim=dim)
+        # Names, shapes and the kind of number (float or not) must be exactly what this model holds.
+        held = {name: (tuple(t.shape), t.is_floating_point()) for name, t in model._state_dict().items()}
+        given = {name: (tuple(t.shape), t.is_floating_point()) for name, t in tensors.items()}
+        if held != given:
+            extra = sorted(set(given) - set(held))
+            missing = sorted(set(held) - set(given))
+            reshaped = sorted(name for name in set(held) & set(given) if held[name] != given[name])
+            raise DataError(f"the weights do not match the model {CONFIG_FILE} describes ({len(model.codebook_sizes)} "
+                            f"levels of {list(model.codebook_sizes)} codes): unexpected {extra[:3]}, missing "
+                            f"{missing[:3]}, other shapes or types {reshaped[:3]}", where=str(path),
+                            fix="the two files come from different models: save the model again")
+        sizes = meta.get("codebook_sizes")
+        if sizes is not None and sizes != list(model.codebook_sizes):
+            raise DataError(f"{CONFIG_FILE} records codebook sizes {sizes}, its settings make "
+                            f"{list(model.codebook_sizes)}", where=config_path, fix="save the model again")
         model._dim = dim
         model._device = target
         return cast(Self, model)
@@ -330,14 +374,13 @@ def check_embeddings(X: Any, *, where: str, expected_dim: int | None = None) -> 
     if array.shape[0] == 0:
         raise DataError("no rows", where=where, fix="pass at least one embedding")
     if array.shape[1] == 0:
-        raise DataError("embeddings have dimension 0", where=where)
+        raise DataError("embeddings have dimension 0", where=where, fix="pass an (N, D) array with D >= 1")
     if array.dtype.kind not in "fiu":
         raise DataError(f"embeddings must be numbers, got dtype {array.dtype}", where=where,
                         fix="convert with .astype(np.float32)")
     if expected_dim is not None:
         check_embedding_dim(array, expected_dim, where=where)
-    if array.dtype.kind == "f":
-        check_finite(array, where=where)
+    check_embedding_values(array, where=where)
     return array
 
 
@@ -353,7 +396,8 @@ def check_codes(codes: SemanticIds | np.ndarray, sizes: tuple[int, ...]) -> np.n
         raise DataError(f"codes must have shape (N, {len(sizes)}), got {array.shape}", where="codes",
                         fix="pass SemanticIds or an (items, levels) integer array")
     if array.dtype.kind not in "iu":
-        raise DataError(f"codes must be integers, got dtype {array.dtype}", where="codes")
+        raise DataError(f"codes must be integers, got dtype {array.dtype}", where="codes",
+                        fix="pass SemanticIds or an (items, levels) integer array")
     array = np.ascontiguousarray(array, dtype=np.int64)
     if array.size:
         low, high = array.min(axis=0), array.max(axis=0)
@@ -376,15 +420,18 @@ def read_model_config(directory: Path) -> dict[str, Any]:
                         fix="pass the directory that Tokenizer.save wrote")
     try:
         meta = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise DataError(f"{CONFIG_FILE} is not valid JSON: {error}", where=str(config_path),
-                        fix="save the model again") from error
+                        fix="save the model again") from None
+    except OSError as error:
+        raise DataError(f"cannot read {CONFIG_FILE}: {error.strerror or error}", where=str(config_path),
+                        fix="check the file and its permissions") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise DataError(f"{directory} is not a sidkit model ({CONFIG_FILE} has no format "
                         f"{FORMAT_NAME!r})", where=str(config_path),
                         fix="pass the directory that Tokenizer.save wrote")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise DataError(f"bad format_version {version!r}", where=str(config_path), fix="save the model again")
     if version > FORMAT_VERSION:
         raise DataError(f"the model was saved by a newer sidkit ({meta.get('sidkit_version')}, format "
@@ -395,21 +442,64 @@ def read_model_config(directory: Path) -> dict[str, Any]:
             raise DataError(f"{CONFIG_FILE} lacks {key!r}", where=str(config_path), fix="save the model again")
     if not isinstance(meta["config"], dict):
         raise DataError("'config' must be an object", where=str(config_path), fix="save the model again")
+    if not isinstance(meta["tokenizer"], str):
+        raise DataError(f"'tokenizer' must be a class name, got {meta['tokenizer']!r}"[:200], where=str(config_path),
+                        fix="save the model again")
+    dim = meta["dim"]
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise DataError(f"'dim' must be a positive integer, got {dim!r}"[:200], where=str(config_path),
+                        fix="save the model again")
     return meta
 
 
+def is_model_dir(directory: Path) -> bool:
+    """Whether ``directory`` holds a saved tokenizer (or the weights of one), so that saving may replace it."""
+    return (directory / CONFIG_FILE).is_file() or (directory / WEIGHTS_FILE).is_file()
+
+
+def _check_finite_weights(tensors: Mapping[str, torch.Tensor], *, where: str, saving: bool) -> None:
+    """Floating-point weights are finite; the training history (``history.*``) is exempt."""
+    for name, tensor in tensors.items():
+        if name.startswith(_RECORD_PREFIX):
+            continue
+        if not tensor.is_floating_point():
+            continue  # counters and flags (e.g. steps since a code was used)
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            if saving:
+                raise DataError(f"the fitted weight {name} holds {bad} NaN or inf values; the model is not saved",
+                                where=where, fix="fit again on finite input of moderate scale (normalize the "
+                                "embeddings), or with a smaller learning rate")
+            raise DataError(f"weight {name} holds {bad} NaN or inf values: the model is corrupted", where=where,
+                            fix="save or fit the model again")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device; ConfigError if torch does not know it or CUDA is missing."""
+    """``device`` as a torch.device that this machine has; ConfigError (saying why not) otherwise."""
     try:
         target = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ConfigError(f"unknown device {device!r}", where="device", fix='use "cpu" or "cuda"') from error
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA is not available on this machine", where="device", fix='use device="cpu"')
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise ConfigError(f"unknown device {device!r}", where="device",
+                          fix="use 'cpu', 'cuda', 'cuda:N' or 'mps'") from error
+    if target.type == "cpu":
+        return target
+    if target.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {str(device)!r} was asked for, but CUDA is not available (torch "
+                              f"{torch.__version__} sees no CUDA GPU)", where="device",
+                              fix="use device 'cpu', or a CUDA build of torch on a GPU machine")
+        if target.index is not None and target.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) "
+                              "are visible", where="device", fix="use 'cuda' or 'cuda:0'")
+        return target
+    backend = getattr(torch.backends, target.type, None) if target.type == "mps" else getattr(torch, target.type,
+                                                                                              None)
+    available = getattr(backend, "is_available", None)
+    if not callable(available) or not available():
+        raise ConfigError(f"device {str(device)!r} is not available on this machine", where="device",
+                          fix="use device 'cpu' (or 'cuda' on a machine with an NVIDIA GPU)")
     return target
 
 
 def _check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}", where="batch_size")
-    return int(batch_size)
+    return check_int(batch_size, where="batch_size")

@@ -119,9 +119,11 @@ class DRQVAE(NeuralTokenizer):
                                       ("contrastive_weight", contrastive_weight, False)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
                     value > 0 if positive else value >= 0):
-                raise ConfigError(f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}", where=name)
+                raise ConfigError(f"{name} must be a number {'>' if positive else '>='} 0, got {value!r}", where=name,
+                                  fix=f"pass a {'positive' if positive else 'non-negative'} {name}")
         if not isinstance(contrastive, bool):
-            raise ConfigError(f"contrastive must be True or False, got {contrastive!r}", where="contrastive")
+            raise ConfigError(f"contrastive must be True or False, got {contrastive!r}", where="contrastive",
+                              fix="pass True or False")
         self.beta_kl = float(beta_kl)
         self.contrastive = contrastive
         self.temperature = float(temperature)

@@ -329,9 +329,10 @@ def check_kmeans_args(k: Any, max_iter: Any, tol: Any, balance_factor: Any, chun
     rows = 1 if chunk_size is None else chunk_size
     for name, value, low in (("k", k, 1), ("max_iter", max_iter, 0), ("chunk_size", rows, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", where=name)
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", where=name,
+                              fix=f"pass an integer >= {low}")
     if not isinstance(tol, (int, float)) or not tol >= 0:
-        raise ConfigError(f"tol must be a number >= 0, got {tol!r}", where="tol")
+        raise ConfigError(f"tol must be a number >= 0, got {tol!r}", where="tol", fix="pass e.g. 1e-4")
     if not isinstance(balance_factor, (int, float)) or not balance_factor >= 1:
         raise ConfigError(f"balance_factor must be >= 1 (1 = perfectly even loads), got {balance_factor!r}",
                           where="balance_factor", fix="use for example 1.1 or 1.25")

@@ -6,7 +6,6 @@ base adds the training history to the saved tensors and writes ``history.json`` 
 
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sidkit.checks import check_int
 from sidkit.errors import ConfigError, DataError
 from sidkit.io import write_json
 from sidkit.tokenizers.base import DEFAULT_BATCH_SIZE, Tokenizer, check_embeddings
@@ -54,7 +54,8 @@ class NeuralTokenizer(Tokenizer):
         self.codebook_size = codebook_size_param(codebook_size)
         self.latent_dim = _positive_int(latent_dim, "latent_dim")
         if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
-            raise ConfigError(f"hidden_dims must be a list of layer widths, got {hidden_dims!r}", where="hidden_dims")
+            raise ConfigError(f"hidden_dims must be a list of layer widths, got {hidden_dims!r}", where="hidden_dims",
+                              fix="pass e.g. (512, 256, 128)")
         self.hidden_dims = tuple(_positive_int(width, "hidden_dims") for width in hidden_dims)
         self.train_config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                         weight_decay=weight_decay, validation_share=validation_share,
@@ -131,13 +132,10 @@ class NeuralTokenizer(Tokenizer):
         self.net = net
         self.history = TrainingHistory.from_tensors(tensors)
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Save as every tokenizer does, plus ``history.json`` (the training history, readable)."""
-        self._check_fitted()
-        path = Path(directory)
+    def _save_extra(self, directory: Path) -> None:
+        """Beside the weights: ``history.json``, the training history in readable form."""
         if self.history is not None:
-            write_json(path / HISTORY_FILE, self.history.to_dict())
-        return super().save(path)
+            write_json(directory / HISTORY_FILE, self.history.to_dict())
 
     def _training_tensor(self, x: np.ndarray, device: torch.device) -> torch.Tensor:
         """The (N, D) training data as float32 on ``device`` (a copy: training holds it in memory)."""
@@ -154,6 +152,4 @@ def training_mean(data: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}", where=name)
-    return int(value)
+    return check_int(value, where=name)

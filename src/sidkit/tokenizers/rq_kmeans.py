@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidkit.checks import level_sizes
 from sidkit.errors import ConfigError, DataError
 from sidkit.progress import track
 from sidkit.tokenizers.base import Tokenizer, register_tokenizer
@@ -58,9 +59,11 @@ class RQKMeans(Tokenizer):
         self.codebook_size = codebook_size_param(codebook_size)
         for name, value in (("fit_sample", fit_sample), ("init_sample", init_sample)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}", where=name)
+                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}", where=name,
+                                  fix=f"pass a positive number of rows, or leave {name} out (the default)")
         if not isinstance(balanced, bool):
-            raise ConfigError(f"balanced must be True or False, got {balanced!r}", where="balanced")
+            raise ConfigError(f"balanced must be True or False, got {balanced!r}", where="balanced",
+                              fix="pass True or False")
         self.balanced = balanced
         self.balance_factor = balance_factor
         self.fit_sample = fit_sample
@@ -69,7 +72,7 @@ class RQKMeans(Tokenizer):
         self.init_sample = init_sample
         if isinstance(refine_passes, bool) or not isinstance(refine_passes, int) or refine_passes < 0:
             raise ConfigError(f"refine_passes must be an integer >= 0, got {refine_passes!r}",
-                              where="refine_passes")
+                              where="refine_passes", fix="pass 0 (none) or more, e.g. 3")
         self.refine_passes = refine_passes
         self.chunk_size = chunk_size
         # Fail on bad k-means settings now, not after loading data.
@@ -199,14 +202,4 @@ def codebook_size_json(codebook_size: int | tuple[int, ...]) -> int | list[int]:
 
 
 def _level_sizes(levels: Any, codebook_size: Any) -> tuple[int, ...]:
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
-        raise ConfigError(f"levels must be a positive integer, got {levels!r}", where="levels")
-    sizes = [codebook_size] * int(levels) if isinstance(codebook_size, (int, np.integer)) else list(codebook_size)
-    if len(sizes) != levels:
-        raise ConfigError(f"{len(sizes)} codebook sizes for {levels} levels", where="codebook_size",
-                          fix="give one int for all levels or one per level")
-    for size in sizes:
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ConfigError(f"codebook sizes must be positive integers, got {sizes}", where="codebook_size")
-    return tuple(int(s) for s in sizes)
-
+    return level_sizes(levels, codebook_size)

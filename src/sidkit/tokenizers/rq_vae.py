@@ -122,13 +122,14 @@ class RQVAE(NeuralTokenizer):
                          validation_share=validation_share, patience=patience, bfloat16=bfloat16,
                          progress=progress, seed=seed)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-            raise ConfigError(f"beta must be a number >= 0, got {beta!r}", where="beta")
+            raise ConfigError(f"beta must be a number >= 0, got {beta!r}", where="beta", fix="pass e.g. 0.25")
         if not isinstance(rotation_trick, bool):
-            raise ConfigError(f"rotation_trick must be True or False, got {rotation_trick!r}", where="rotation_trick")
+            raise ConfigError(f"rotation_trick must be True or False, got {rotation_trick!r}", where="rotation_trick",
+                              fix="pass True or False")
         if kmeans_sample is not None and (isinstance(kmeans_sample, bool) or not isinstance(kmeans_sample, int)
                                           or kmeans_sample < 1):
             raise ConfigError(f"kmeans_sample must be a positive integer or None, got {kmeans_sample!r}",
-                              where="kmeans_sample")
+                              where="kmeans_sample", fix="pass a positive number of rows, or None")
         self.beta = float(beta)
         self.rotation_trick = rotation_trick
         self.kmeans_sample = kmeans_sample

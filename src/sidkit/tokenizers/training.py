@@ -64,7 +64,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}", where=name)
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}", where=name,
+                                  fix=f"pass a positive {name}, e.g. {100 if name == 'epochs' else 256}")
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
                                           or self.patience < 1):
             raise ConfigError(f"patience must be a positive integer or None, got {self.patience!r}",
@@ -75,10 +76,10 @@ class TrainConfig:
             lower_ok = value > low if name == "learning_rate" else value >= low
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not (lower_ok and value < high):
                 raise ConfigError(f"{name} must be a number in {'(' if name == 'learning_rate' else '['}"
-                                  f"{low}, {high}), got {value!r}", where=name)
+                                  f"{low}, {high}), got {value!r}", where=name, fix=f"pass a {name} in that range")
         if self.bfloat16 is not None and not isinstance(self.bfloat16, bool):
             raise ConfigError(f"bfloat16 must be True, False or None (automatic), got {self.bfloat16!r}",
-                              where="bfloat16")
+                              where="bfloat16", fix="pass True, False or None")
 
 
 @dataclass(frozen=True, eq=False)
