@@ -142,10 +142,10 @@ def effective_size_figure(series: Mapping[str, Mapping[str, tuple[Sequence[float
         k_nom = nominal[panel]
         axis.axhline(k_nom, color="#999999", ls=":", lw=1)
         axis.set_yscale("log")
-        low, high = log_limits(shown[panel], k_nom)
-        axis.set_ylim(low, high)
+        bottom, top = log_limits(shown[panel], k_nom)
+        axis.set_ylim(bottom, top)
         # A narrow range (full SIDs near K_nom) needs more labelled ticks per decade to be read.
-        subs = (1.0, 2.0, 5.0) if high / low > 20 else (1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+        subs = (1.0, 2.0, 5.0) if top / bottom > 20 else (1.0, 1.2, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
         relative = axis.secondary_yaxis("right", functions=(lambda k, n=k_nom: k / n, lambda r, n=k_nom: r * n))
         relative.set_ylabel("K_eff / K_nom")
         for side in (axis, relative):
