@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# First, before anything loads torch: OpenMP reads its wait policy once, when torch loads it.
+from sidkit import threads as _threads  # noqa: F401
 from sidkit._exports import lazy_exports
 
 __version__ = "0.1.0"

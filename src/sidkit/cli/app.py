@@ -139,3 +139,15 @@ def check_out_dir(out: Path, overwrite: bool, *, option: str = "--out") -> None:
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise SidkitError(f"{out} is not empty", where=option,
                           fix="choose a new or empty directory, or pass --overwrite to write into it")
+
+
+Threads = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads (torch and BLAS). Default: OMP_NUM_THREADS if set, else the physical cores "
+    "this process may use; 1 on a machine shared with other jobs.", show_default=False)]
+
+
+def use_threads(threads: int | None) -> None:
+    """Apply a command's ``--threads`` (None: sidkit's default, see sidkit.threads) before it computes."""
+    from sidkit.threads import check_threads, set_threads
+
+    set_threads(check_threads(threads, where="--threads"))

@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.app import (
+    DataDir,
+    Device,
+    OutDir,
+    Overwrite,
+    ProgressFlag,
+    Threads,
+    app,
+    check_out_dir,
+    console,
+    use_progress,
+    use_threads,
+)
 from sidkit.errors import SidkitError
 
 if TYPE_CHECKING:
@@ -41,6 +53,7 @@ def compare(
     device: Device = "cpu",
     overwrite: Overwrite = False,
     progress: ProgressFlag = None,
+    threads: Threads = None,
 ) -> None:
     """Fit tokenizers (or take fitted ones), compute every diagnostic, write metrics.json, summary.md and
     report.html.
@@ -53,6 +66,8 @@ def compare(
     from sidkit.compare import DEFAULT_METHODS, CompareSettings, run_comparison, split_methods
 
     use_progress(progress)
+
+    use_threads(threads)
     check_out_dir(out, overwrite)
     fitted = dict(_fitted_model(entry) for entry in (model or []))
     chosen = split_methods(methods) if methods is not None else ([] if fitted else list(DEFAULT_METHODS))

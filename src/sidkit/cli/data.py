@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.app import (
+    DataDir,
+    Device,
+    OutDir,
+    Overwrite,
+    ProgressFlag,
+    Threads,
+    app,
+    check_out_dir,
+    console,
+    use_progress,
+    use_threads,
+)
 from sidkit.errors import SidkitError
 
 data_app = typer.Typer(help="Fetch, generate and inspect dataset directories.", no_args_is_help=True)
@@ -53,6 +65,7 @@ def data_synth(
     dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 64,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 0,
     overwrite: Overwrite = False,
+    threads: Threads = None,
 ) -> None:
     """Generate a synthetic dataset with a known topic hierarchy, labels `click` and `like`.
 
@@ -60,6 +73,7 @@ def data_synth(
     """
     from sidkit.data.synthetic import SyntheticConfig, write_synthetic
 
+    use_threads(threads)
     config = SyntheticConfig(items=items, users=users, interactions=interactions, dim=dim, seed=seed)
     write_synthetic(config, out, overwrite=overwrite)
     _print_info(out)
@@ -131,6 +145,7 @@ def embed(
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 128,
     device: Device = "cpu",
     progress: ProgressFlag = None,
+    threads: Threads = None,
 ) -> None:
     """Embed item text into DIR/embeddings.npy (the bundled all-MiniLM-L6-v2, or --model).
 
@@ -141,6 +156,8 @@ def embed(
     from sidkit.embed import embed_dataset
 
     use_progress(progress)
+
+    use_threads(threads)
     embed_dataset(data, model=model, batch_size=batch_size, device=device)
     _print_info(data)
 

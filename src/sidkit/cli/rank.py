@@ -42,7 +42,10 @@ def rank(
     learning_rate: Annotated[float, typer.Option(help="Adam step size.")] = 1e-3,
     embedding_dim: Annotated[int, typer.Option(help="Width of every embedding.")] = 32,
     jobs: Annotated[int, typer.Option(help="Worker processes; feature x seed runs go in parallel.")] = 1,
-    threads: Annotated[int, typer.Option(help="torch threads per worker.")] = 1,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="CPU threads of each worker. Default: OMP_NUM_THREADS if set, else the physical cores "
+        "this process may use, divided among the --jobs workers; 1 on a machine shared with other jobs.",
+        show_default=False)] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     device: Device = "cpu",
     overwrite: Overwrite = False,
@@ -55,6 +58,11 @@ def rank(
     Fewer: `sidkit rank --data data/ml-100k --tokenizer models/rqk --features hash,sid-prefix,dense --out runs/r`
     """
     from sidkit.ranking.experiment import RankSettings, run_ranking
+    from sidkit.threads import check_threads, default_threads
+
+    per_worker = check_threads(threads, where="--threads")
+    if per_worker is None:
+        per_worker = max(1, default_threads()[0] // max(jobs, 1))
 
     use_progress(progress)
     check_out_dir(out, overwrite)
@@ -62,7 +70,7 @@ def rank(
                             budget=None if natural_size else budget, history=history, negatives=negatives,
                             item_holdout=item_holdout, split=split, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, patience=patience, embedding_dim=embedding_dim,
-                            device=device, jobs=jobs, threads=threads)
+                            device=device, jobs=jobs, threads=per_worker)
     result = run_ranking(data, tokenizer, out, settings, report=report,
                          log=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
     print_summary(result, report=report)

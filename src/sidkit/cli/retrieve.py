@@ -9,7 +9,19 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import DataDir, Device, OutDir, Overwrite, ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.app import (
+    DataDir,
+    Device,
+    OutDir,
+    Overwrite,
+    ProgressFlag,
+    Threads,
+    app,
+    check_out_dir,
+    console,
+    use_progress,
+    use_threads,
+)
 from sidkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,7 +57,7 @@ def retrieve(
     sasrec_epochs: Annotated[int, typer.Option(help="Most sasrec epochs (early stopping on validation "
                                                "Recall@10).")] = 100,
     precision: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (autocast).")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="torch threads (default: torch's).")] = None,
+    threads: Threads = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     progress: ProgressFlag = None,
     overwrite: Overwrite = False,
@@ -59,6 +71,7 @@ def retrieve(
     --models tiger,sasrec,popularity --seeds 3 --out runs/study`
     """
     use_progress(progress)
+    use_threads(threads)
     check_out_dir(out, overwrite)
     from sidkit.retrieval.experiment import RetrieveSettings, run_retrieval
     from sidkit.retrieval.sasrec import SasrecConfig
@@ -71,7 +84,7 @@ def retrieve(
         tiger=replace(TigerConfig(), beam=beam, epochs=tiger_epochs, windows_per_user=windows_per_user,
                       precision=precision),
         sasrec=replace(SasrecConfig(), epochs=sasrec_epochs, precision=precision),
-        device=device, threads=threads, progress=None)
+        device=device, threads=None, progress=None)  # use_threads set them
     result = run_retrieval(data, out, settings, tokenizer=tokenizer, report=report,
                            log=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
     print_summary(result, report=report)

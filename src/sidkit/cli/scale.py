@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.app import ProgressFlag, Threads, app, check_out_dir, console, use_progress, use_threads
 from sidkit.errors import SidkitError
 
 if TYPE_CHECKING:  # the diagnostics import torch: only when a command runs, so `sidkit --help` stays fast
@@ -108,6 +108,7 @@ def assign(
                                                     "item_id and embedding columns.")] = None,
     chunk_rows: ChunkRows = 65_536,
     progress: ProgressFlag = None,
+    threads: Threads = None,
 ) -> None:
     """Give new items SIDs in a registry; items already there keep theirs.
 
@@ -120,6 +121,8 @@ def assign(
     from sidkit.stream.source import open_dataset_embeddings, open_embeddings
 
     use_progress(progress)
+
+    use_threads(threads)
     path = embeddings_path(embeddings, data)
     source = open_dataset_embeddings(path) if data is not None else open_embeddings(path)
     result = assign_items(registry, model, source, chunk_rows=chunk_rows)

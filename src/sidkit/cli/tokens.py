@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import Device, Overwrite, ProgressFlag, app, check_out_dir, console, file_output, use_progress
+from sidkit.cli.app import (
+    Device,
+    Overwrite,
+    ProgressFlag,
+    Threads,
+    app,
+    check_out_dir,
+    console,
+    file_output,
+    use_progress,
+    use_threads,
+)
 from sidkit.cli.scale import Backend, ChunkRows, RayActors, RayAddress, diagnose_result, encode_command
 from sidkit.errors import SidkitError
 
@@ -50,6 +61,7 @@ def fit(
                                                   "where the CPU has it natively), float32 or bfloat16.")] = None,
     overwrite: Overwrite = False,
     progress: ProgressFlag = None,
+    threads: Threads = None,
 ) -> None:
     """Fit a tokenizer on item embeddings and save it.
 
@@ -62,6 +74,8 @@ def fit(
     from sidkit.tokenizers.factory import default_codebook_size, make_tokenizer
 
     use_progress(progress)
+
+    use_threads(threads)
     check_out_dir(out, overwrite)
     check_seed(seed, where="--seed")  # settings first: nothing is read before they are known to be usable
     level_sizes(levels, 2 if codebook_size is None else codebook_size, where="--levels")
@@ -114,6 +128,7 @@ def encode(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="With --backend ray (--out is a directory): "
                                             "write into a non-empty one.")] = False,
     progress: ProgressFlag = None,
+    threads: Threads = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", hidden=True)] = None,
 ) -> None:
     """Encode embeddings into Semantic IDs with a fitted tokenizer.
@@ -129,6 +144,7 @@ def encode(
         raise SidkitError("--batch-size of `sidkit encode` is now --chunk-rows (rows read and encoded at a time, "
                           "as in `sidkit assign`)", where="--batch-size", fix=f"write --chunk-rows {batch_size}")
     use_progress(progress)
+    use_threads(threads)
     encode_command(model, out, embeddings, data, chunk_rows=chunk_rows, device=device, backend=backend,
                    address=address, actors=actors, overwrite=overwrite)
 
@@ -150,6 +166,7 @@ def diagnose(
     backend: Backend = "local",
     address: RayAddress = None,
     progress: ProgressFlag = None,
+    threads: Threads = None,
 ) -> None:
     """Code usage per level, SID collisions, reconstruction, and the expected codeword overlap O_pi with
     K_eff, its penalties and the flip rate per level and depth, of a fitted tokenizer (streamed, any size).
@@ -159,6 +176,8 @@ def diagnose(
     from sidkit.cli.compare import parse_floats
 
     use_progress(progress)
+
+    use_threads(threads)
     rhos = parse_floats(rho, "--rho")
     result = diagnose_result(model, embeddings, data, device=device, backend=backend, address=address)
     levels = Table(title=f"code usage ({result.usage.num_items:,} items)")

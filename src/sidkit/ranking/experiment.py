@@ -492,10 +492,10 @@ def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, 
     The seed fixes the item hold-out, the negatives, the hashes, the initialization and the shuffling;
     ``sid-spm`` learns its pieces from this seed's training items only.
     """
-    import torch
+    from sidkit.threads import set_threads
 
     settings = job.settings
-    torch.set_num_threads(settings.threads)
+    set_threads(settings.threads)
     dataset, data, counts = _seed_data(job, seed)
     name, representation, own_budget = parse_features(settings.features)[index]
     budget = own_budget if own_budget is not None else settings.budget

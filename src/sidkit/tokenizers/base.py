@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,7 +39,8 @@ from sidkit.data.validation import check_embedding_values
 from sidkit.errors import ConfigError, DataError, NotFittedError, SidkitError
 from sidkit.ids import SemanticIds
 from sidkit.io import atomic_dir, file_mode, write_json
-from sidkit.progress import track
+from sidkit.progress import Bar
+from sidkit.workers import block_rows, blocks, map_blocks
 
 FORMAT_NAME = "sidkit-tokenizer"
 FORMAT_VERSION = 1
@@ -194,16 +196,23 @@ class Tokenizer(ABC):
         dim = self._check_fitted()
         x = check_embeddings(X, where="encode(X)", expected_dim=dim)
         batch_size = _check_batch_size(batch_size)
-        codes = np.empty((x.shape[0], self.levels), dtype=np.int64)
-        starts = range(0, x.shape[0], batch_size)
-        with torch.inference_mode():
-            for start in track(starts, total=len(starts), description="encode",
-                               enabled=None if len(starts) > 4 else False):
-                batch = np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32)
+        n = x.shape[0]
+        codes = np.empty((n, self.levels), dtype=np.int64)
+        # Blocks of rows go to the CPU threads as they become free (sidkit.workers); the codes do
+        # not depend on the thread count.
+        spans = blocks(n, block_rows(n, batch_size))
+        lock = threading.Lock()
+        with torch.inference_mode(), Bar("encode", len(spans), enabled=None if n > 4 * batch_size else False) as bar:
+
+            def encode_block(start: int, stop: int) -> None:
+                batch = np.ascontiguousarray(x[start:stop], dtype=np.float32)
                 if not batch.flags.writeable:  # a read-only memmap slice: torch wants its own copy
                     batch = batch.copy()
-                out = self._encode_batch(torch.from_numpy(batch).to(self._device))
-                codes[start:start + len(batch)] = out.cpu().numpy()
+                codes[start:stop] = self._encode_batch(torch.from_numpy(batch).to(self._device)).cpu().numpy()
+                with lock:
+                    bar.advance()
+
+            map_blocks(encode_block, spans, device=self._device)
         return SemanticIds(codes, self.codebook_sizes)
 
     def decode(self, codes: SemanticIds | np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:

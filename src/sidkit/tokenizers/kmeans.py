@@ -6,11 +6,9 @@ Distances use ||x||^2 - 2 x.c + ||c||^2 with one GEMM per chunk of points, so no
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +16,8 @@ import numpy as np
 import torch
 
 from sidkit.errors import ConfigError
+from sidkit.threads import single_thread
+from sidkit.workers import block_rows, blocks, map_blocks
 
 # Rows per GEMM block when not given: a (rows, K) float32 score block of 16 MiB (16384 rows at
 # K = 256). Block size barely changes idle speed, but fewer, larger ops suffer less from thread
@@ -85,17 +85,19 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, device: str | torch.device |
     generator = torch.Generator(device=points.device).manual_seed(int(seed))
     sample_size = min(n, init_sample if init_sample is not None else SEED_SAMPLE_PER_CLUSTER * k)
     seed_points = points if sample_size >= n else points[_sample_rows(n, sample_size, generator)]
-    with _one_cpu_thread(points.device):
+    # Seeding is k small sequential steps: thread barriers would cost more than a second thread saves.
+    with single_thread():
         centers = kmeans_plus_plus(seed_points, k, generator=generator)
     capacity = math.ceil(balance_factor * n / k) if balanced else None
     point_sq = points.square().sum(1)
+    spans = blocks(n, block_rows(n, rows_per_block(chunk_size, k)))
 
     history: list[float] = []
     iterations = reseeded = 0
     converged = False
     while True:
         if capacity is None:
-            assignment, dist = nearest_centers(points, centers, point_sq=point_sq, chunk_size=chunk_size)
+            assignment, dist, sums, counts = _assign_and_sum(points, centers, point_sq, spans)
         else:
             assignment, dist = balanced_assign(points, centers, capacity, point_sq=point_sq,
                                                chunk_size=chunk_size)
@@ -105,7 +107,10 @@ def kmeans(x: torch.Tensor | np.ndarray, k: int, *, device: str | torch.device |
             break
         if iterations == max_iter:
             break
-        centers, empty = update_centers(points, assignment, dist, centers)
+        if capacity is None:
+            centers, empty = _centers_from_sums(sums, counts, points, dist)
+        else:
+            centers, empty = update_centers(points, assignment, dist, centers)
         reseeded += empty
         iterations += 1
     return KMeansResult(centers, assignment, tuple(history), iterations, converged, reseeded)
@@ -152,17 +157,43 @@ def nearest_centers(x: torch.Tensor, centers: torch.Tensor, *, point_sq: torch.T
     the winner alone. Ties go to the lowest index.
     """
     n = x.shape[0]
-    chunk_size = rows_per_block(chunk_size, centers.shape[0])
     half_sq = centers.square().sum(1).mul_(-0.5)
     if point_sq is None:
         point_sq = x.square().sum(1)
     index = torch.empty(n, dtype=torch.int64, device=x.device)
     best = torch.empty(n, dtype=torch.float32, device=x.device)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
+
+    def block(start: int, stop: int) -> None:
         torch.max(affine_scores(x[start:stop], centers, half_sq), dim=1, out=(best[start:stop], index[start:stop]))
+
+    map_blocks(block, blocks(n, block_rows(n, rows_per_block(chunk_size, centers.shape[0]))), device=x.device)
     dist = best.mul_(-2).add_(point_sq).clamp_min_(0)
     return index, dist
+
+
+def _assign_and_sum(x: torch.Tensor, centers: torch.Tensor, point_sq: torch.Tensor,
+                    spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Lloyd assignment pass: (N,) nearest index, (N,) squared distance, and the (K, D) sums and
+    (K,) counts of the points per centre, from per-block partial sums added in block order (so the
+    result does not depend on the thread count)."""
+    k = centers.shape[0]
+    half_sq = centers.square().sum(1).mul_(-0.5)
+    index = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
+    best = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
+
+    def block(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = x[start:stop]
+        torch.max(affine_scores(rows, centers, half_sq), dim=1, out=(best[start:stop], index[start:stop]))
+        chosen = index[start:stop]
+        return torch.zeros_like(centers).index_add_(0, chosen, rows), torch.bincount(chosen, minlength=k)
+
+    parts = map_blocks(block, spans, device=x.device)
+    sums, counts = parts[0]
+    for part_sums, part_counts in parts[1:]:
+        sums += part_sums
+        counts += part_counts
+    dist = best.mul_(-2).add_(point_sq).clamp_min_(0)
+    return index, dist, sums, counts
 
 
 def affine_scores(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -257,6 +288,12 @@ def update_centers(x: torch.Tensor, assignment: torch.Tensor, dist: torch.Tensor
     k = centers.shape[0]
     counts = torch.bincount(assignment, minlength=k)
     sums = torch.zeros_like(centers).index_add_(0, assignment, x)
+    return _centers_from_sums(sums, counts, x, dist)
+
+
+def _centers_from_sums(sums: torch.Tensor, counts: torch.Tensor, x: torch.Tensor,
+                       dist: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Means from (K, D) sums and (K,) counts; empty clusters re-seeded on the farthest points."""
     new = sums / counts.clamp_min(1).unsqueeze(1).to(sums.dtype)
     empty = torch.nonzero(counts == 0).squeeze(1)
     if empty.numel():
@@ -293,25 +330,6 @@ def _accept(pending: torch.Tensor, proposal: torch.Tensor, cost: torch.Tensor, p
     assignment[pending[accepted]] = proposal[accepted]
     dist[pending[accepted]] = cost[accepted]
     load += torch.bincount(proposal[accepted], minlength=room.numel())
-
-
-@contextlib.contextmanager
-def _one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run seeding's k small sequential steps on one CPU thread.
-
-    Each step is a thin GEMM plus a few (N, trials) element-wise ops; thread barriers cost more than
-    they save there, and on a busy machine (more runnable threads than cores) they made seeding
-    15x slower with 2 threads than with 1 (measured: 26 s vs 1.7 s for 256 seeds from 8192 points).
-    """
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _sample_rows(n: int, size: int, generator: torch.Generator) -> torch.Tensor:

@@ -17,7 +17,8 @@ from sidkit.checks import level_sizes
 from sidkit.errors import ConfigError, DataError
 from sidkit.progress import track
 from sidkit.tokenizers.base import Tokenizer, register_tokenizer
-from sidkit.tokenizers.kmeans import check_kmeans_args, kmeans, nearest_centers
+from sidkit.tokenizers.kmeans import check_kmeans_args, kmeans, nearest_centers, rows_per_block
+from sidkit.workers import block_rows, blocks, map_blocks
 
 # Default training sample per code: the largest codebook times this (faiss uses the same 256).
 SAMPLE_PER_CODE = 256
@@ -156,15 +157,26 @@ class RQKMeans(Tokenizer):
         return self._walk(x)[0]
 
     def _walk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy residual walk: (B, L) int64 codes and (B,) float32 squared reconstruction errors."""
-        residual = x.clone()
-        codes = torch.empty((x.shape[0], self.levels), dtype=torch.int64, device=x.device)
-        errors = x.new_empty(0)
-        for level, codebook in enumerate(self.codebooks):
-            chosen, errors = nearest_centers(residual, codebook, chunk_size=self.chunk_size)
-            codes[:, level] = chosen
-            if level + 1 < self.levels:  # the last residual is never needed
-                residual -= codebook[chosen]
+        """Greedy residual walk: (B, L) int64 codes and (B,) float32 squared reconstruction errors.
+
+        Rows are independent, so blocks of rows walk all levels on the worker threads (sidkit.workers).
+        """
+        n = x.shape[0]
+        codes = torch.empty((n, self.levels), dtype=torch.int64, device=x.device)
+        errors = torch.empty(n, dtype=torch.float32, device=x.device)
+
+        def walk_block(start: int, stop: int) -> None:
+            residual = x[start:stop].clone()
+            for level, codebook in enumerate(self.codebooks):
+                chosen, error = nearest_centers(residual, codebook, chunk_size=self.chunk_size)
+                codes[start:stop, level] = chosen
+                if level + 1 < self.levels:  # the last residual is never needed
+                    residual -= codebook[chosen]
+                else:
+                    errors[start:stop] = error
+
+        most = rows_per_block(self.chunk_size, max(self._sizes))
+        map_blocks(walk_block, blocks(n, block_rows(n, most)), device=x.device)
         return codes, errors
 
     def _quantized_batch(self, codes: torch.Tensor) -> torch.Tensor:
