@@ -121,3 +121,40 @@ def test_data_errors(dataset_dir, tmp_path, walks):
         run_retrieval(tmp_path / "flat", tmp_path / "x", replace(FAST, models=("popularity",)))
     with pytest.raises(ConfigError, match="cutoffs must include 10"):
         run_retrieval(dataset_dir / "data", tmp_path / "x", replace(FAST, cutoffs=(5,)))
+
+
+def test_a_run_cut_short_leaves_the_earlier_run_whole_and_keeps_its_finished_runs(dataset_dir, tmp_path,
+                                                                                   monkeypatch):
+    from sidkit.io import staging_dir
+    from sidkit.retrieval import experiment as retrieval_experiment
+    from sidkit.retrieval.experiment import experiment_from_runs
+
+    settings = replace(FAST, seeds=1, models=("popularity",))
+    run_retrieval(dataset_dir / "data", tmp_path / "run", settings, report=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    real_run_model = retrieval_experiment.run_model
+    calls = []
+
+    def cut_short(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the second seed
+        return real_run_model(*args, **kwargs)
+
+    monkeypatch.setattr(retrieval_experiment, "run_model", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        run_retrieval(dataset_dir / "data", tmp_path / "run", replace(settings, seeds=2), report=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before  # untouched
+    kept = experiment_from_runs(dataset_dir / "data", tmp_path / "run", settings)
+    assert [(r.model, r.seed) for r in kept.runs] == [("popularity", 0)]  # from the staging directory
+    monkeypatch.setattr(retrieval_experiment, "run_model", real_run_model)
+    again = run_retrieval(dataset_dir / "data", tmp_path / "run", replace(settings, seeds=2), report=False)
+    assert [(r.model, r.seed) for r in again.runs] == [("popularity", 0), ("popularity", 1)]
+    assert len(read_runs(tmp_path / "run" / "runs.jsonl")) == 2  # the cut-short run's line was not kept
+    assert not staging_dir(tmp_path / "run").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(Exception, match="not a retrieve run"):
+        run_retrieval(dataset_dir / "data", tmp_path / "other", settings, report=False)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"

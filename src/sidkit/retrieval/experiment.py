@@ -12,7 +12,10 @@ tokenizers, the tokenizer's fit) and trains and tests each model on it:
 - ``sasrec`` and ``popularity`` once per seed (they use no SIDs).
 
 Every model ranks the same candidates with the same exclusion rule (see
-:mod:`sidkit.retrieval.data`). It writes, atomically, into ``out_dir``::
+:mod:`sidkit.retrieval.data`). ``out_dir`` is built in a staging directory beside it
+(:func:`sidkit.io.staging_dir`) and swapped in whole when the run is complete, so an earlier run
+there stays as it was until then; after a crash the staging directory keeps ``runs.jsonl`` with the
+runs that had finished (:func:`experiment_from_runs` reads it). The run directory holds::
 
     metrics.json   settings, data summaries, every run, the table of mean and 95% t interval per
                    model x tokenizer x metric x K x slice, paired differences against sasrec per
@@ -37,7 +40,7 @@ import numpy as np
 
 from sidkit.errors import ConfigError, DataError
 from sidkit.ids import SemanticIds
-from sidkit.io import write_json, write_text
+from sidkit.io import atomic_dir, staging_dir, write_json, write_text
 from sidkit.ranking.metrics import MeanCI, mean_ci
 from sidkit.retrieval.data import DEFAULT_HISTORY, SLICES, SPLITS, NextItemData, build_next_item_data
 from sidkit.retrieval.metrics import CUTOFFS, METRICS, RetrievalMetrics, retrieval_metrics
@@ -395,9 +398,41 @@ def run_retrieval(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
         fixed = (_tokenizer_label(tokenizer),
                  load_sids(tokenizer, np.ascontiguousarray(x, dtype=np.float32), dataset.catalog.item_ids))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # Built in a staging directory beside `out` and swapped in whole at the end: a crash or an error
+    # leaves an earlier run untouched, and the staging directory keeps the runs that had finished.
+    with atomic_dir(out, replaceable=is_retrieval_run, what="retrieve run", resumable=True,
+                    fix="pass a new directory, or one that `sidkit retrieve` wrote") as work:
+        _clear(work)  # a run cut short left its files here; this run does not resume from them
+        experiment = _run_seeds(dataset, data_dir, settings, fixed, uses_sids, work, say, started)
+        write_outputs(experiment, report=report)
+    experiment = replace(experiment, out_dir=out)
+    say(f"wrote {experiment.metrics_path}, {experiment.summary_path}"
+        + (f", {experiment.report_path}" if report else ""))
+    return experiment
+
+
+def is_retrieval_run(directory: Path) -> bool:
+    """Whether ``directory`` holds the outputs of a retrieval run (so that a new one may replace it)."""
+    return (directory / METRICS_FILE).is_file() or (directory / PROGRESS_FILE).is_file()
+
+
+def _clear(directory: Path) -> None:
+    import shutil
+
+    for entry in directory.iterdir():
+        if entry.name == ".writer":
+            continue  # the staging directory's claim of its writer
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def _run_seeds(dataset: Any, data_dir: str | os.PathLike[str], settings: RetrieveSettings,
+               fixed: tuple[str, SemanticIds] | None, uses_sids: bool, out: Path, say: Callable[[str], None],
+               started: float) -> RetrievalExperiment:
+    """Every model on every seed, each run appended to ``out/runs.jsonl`` as it finishes."""
     progress_file = out / PROGRESS_FILE
-    progress_file.unlink(missing_ok=True)
     runs: list[RunResult] = []
     summaries: dict[int, dict[str, Any]] = {}
     data: NextItemData | None = None
@@ -421,12 +456,8 @@ def run_retrieval(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[s
                     f"{_fmt(run.metrics.get('recall', 10))} (new {_fmt(run.metrics.get('recall', 10, 'new'))}), "
                     f"NDCG@10 {_fmt(run.metrics.get('ndcg', 10))}; {run.train_seconds:.0f} s training, "
                     f"{run.eval_seconds:.0f} s test; {len(runs)} runs done")
-    experiment = RetrievalExperiment(Path(data_dir), out, settings, None if fixed is None else fixed[0],
-                                     tuple(runs), summaries, time.perf_counter() - started)
-    write_outputs(experiment, report=report)
-    say(f"wrote {experiment.metrics_path}, {experiment.summary_path}"
-        + (f", {experiment.report_path}" if report else ""))
-    return experiment
+    return RetrievalExperiment(Path(data_dir), out, settings, None if fixed is None else fixed[0],
+                               tuple(runs), summaries, time.perf_counter() - started)
 
 
 def run_model(model: str, data: NextItemData, codes: SemanticIds | None, settings: RetrieveSettings, *,
@@ -550,10 +581,17 @@ def read_runs(path: str | os.PathLike[str]) -> list[RunResult]:
 
 def experiment_from_runs(data_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                          settings: RetrieveSettings, *, tokenizer: str | None = None) -> RetrievalExperiment:
-    """A :class:`RetrievalExperiment` from ``out_dir/runs.jsonl`` (a run cut short, or runs merged by hand)."""
-    runs = read_runs(Path(out_dir) / PROGRESS_FILE)
+    """A :class:`RetrievalExperiment` from ``out_dir/runs.jsonl``: of a run cut short (kept in its staging
+    directory, :func:`sidkit.io.staging_dir`), or runs merged by hand."""
+    recorded = Path(out_dir) / PROGRESS_FILE
+    if not recorded.is_file() and (staging_dir(out_dir) / PROGRESS_FILE).is_file():
+        recorded = staging_dir(out_dir) / PROGRESS_FILE  # a run cut short keeps its runs there
+    if not recorded.is_file():
+        raise DataError(f"no runs.jsonl in {out_dir} or beside it", where=str(out_dir),
+                        fix="pass the --out of a `sidkit retrieve` run")
+    runs = read_runs(recorded)
     if not runs:
-        raise DataError(f"no finished run in {Path(out_dir) / PROGRESS_FILE}", where=str(out_dir))
+        raise DataError(f"no finished run in {recorded}", where=str(out_dir), fix="wait for a run to finish")
     seeds = sorted({run.seed for run in runs})
     return RetrievalExperiment(Path(data_dir), Path(out_dir), replace(settings, seeds=len(seeds)), tokenizer,
                                tuple(runs), {}, 0.0)
