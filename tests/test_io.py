@@ -154,6 +154,29 @@ def test_a_resumable_directory_keeps_what_a_failed_run_finished(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rank"]
 
 
+def test_a_resumable_directory_that_finished_nothing_leaves_nothing(tmp_path, monkeypatch):
+    target = tmp_path / "rank"
+    with pytest.raises(RuntimeError), atomic_dir(target, resumable=True):
+        raise RuntimeError("a bad option found late")
+    assert list(tmp_path.iterdir()) == []
+
+    real_fdopen = os.fdopen
+
+    def full_disk(fd, *args, **kwargs):
+        handle = real_fdopen(fd, *args, **kwargs)
+
+        def write(_text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        handle.write = write
+        return handle
+
+    monkeypatch.setattr(sio.os, "fdopen", full_disk)
+    with pytest.raises(StorageError, match="disk is full"), atomic_dir(target, resumable=True):
+        raise AssertionError("never reached")
+    assert list(tmp_path.iterdir()) == []  # not even the claim of its writer
+
+
 def test_two_live_writers_of_one_resumable_directory_are_refused(tmp_path):
     target = tmp_path / "rank"
     with atomic_dir(target, resumable=True), pytest.raises(StorageError, match="another process"), \

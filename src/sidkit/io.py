@@ -302,6 +302,7 @@ def atomic_dir(path: str | os.PathLike[str], *, replaceable: Callable[[Path], bo
     except BaseException as error:
         if resumable:
             (tmp / _OWNER_FILE).unlink(missing_ok=True)  # what was finished stays for the next run
+            _remove_if_empty(tmp)  # and nothing stays where nothing was finished
         else:
             _remove(tmp)
         if isinstance(error, OSError) and not isinstance(error, SidkitError) and _about_space(error):
@@ -333,9 +334,19 @@ def _claim_staging(target: Path) -> Path:
                                fix="wait for it to finish, or write to another directory") from None
         owner_file.write_text(_owner(), encoding="utf-8")  # a dead writer's: take it over
         return staging
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(_owner())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(_owner())
+    except BaseException:
+        owner_file.unlink(missing_ok=True)  # e.g. a full disk: leave nothing behind
+        _remove_if_empty(staging)
+        raise
     return staging
+
+
+def _remove_if_empty(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        directory.rmdir()  # fails, as it should, when it holds anything
 
 
 def _link_tree(source: Path, destination: Path) -> None:
