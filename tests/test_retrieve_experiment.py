@@ -158,3 +158,16 @@ def test_a_run_cut_short_leaves_the_earlier_run_whole_and_keeps_its_finished_run
     with pytest.raises(Exception, match="not a retrieve run"):
         run_retrieval(dataset_dir / "data", tmp_path / "other", settings, report=False)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    ({"history": 0}, "--history"), ({"history": -1}, "--history"), ({"item_holdout": 2.0}, "--item-holdout"),
+    ({"item_holdout": float("nan")}, "--item-holdout"), ({"levels": 0}, "--levels"), ({"levels": 2**70}, "--levels"),
+    ({"tokenizer_epochs": 0}, "--tokenizer-epochs"), ({"threads": 0}, "--threads"),
+])
+def test_bad_options_are_refused_before_the_data_is_read_or_anything_written(tmp_path, change, where):
+    # The data directory does not exist: an option error must come first, and leave nothing behind.
+    with pytest.raises(ConfigError) as caught:
+        run_retrieval(tmp_path / "no-such-data", tmp_path / "run", replace(FAST, models=("popularity",), **change))
+    assert caught.value.where == where and caught.value.fix
+    assert list(tmp_path.iterdir()) == []

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from sidkit.checks import check_float, check_int, level_sizes
 from sidkit.errors import ConfigError, DataError
 from sidkit.ids import SemanticIds
 from sidkit.io import atomic_dir, staging_dir, write_json, write_text
@@ -332,6 +333,14 @@ def check_settings(settings: RetrieveSettings, *, has_tokenizer: bool) -> Retrie
         raise ConfigError(f"unknown split {settings.split!r}", where="--split", fix=f"use one of {', '.join(SPLITS)}")
     if isinstance(settings.seeds, bool) or not isinstance(settings.seeds, int) or settings.seeds < 1:
         raise ConfigError(f"seeds must be a positive integer, got {settings.seeds!r}", where="--seeds")
+    # Checked here, before the data is loaded or a staging directory made, not where they are used.
+    check_int(settings.history, where="--history", fix=f"pass e.g. --history {DEFAULT_HISTORY}")
+    check_float(settings.item_holdout, where="--item-holdout", low=0, high=1, high_open=True, fix="pass e.g. 0.1")
+    level_sizes(settings.levels, 2 if settings.codebook_size is None else settings.codebook_size, where="--levels")
+    if settings.tokenizer_epochs is not None:
+        check_int(settings.tokenizer_epochs, where="--tokenizer-epochs")
+    if settings.threads is not None:
+        check_int(settings.threads, where="--threads")
     cutoffs = tuple(sorted({int(k) for k in settings.cutoffs}))
     if not cutoffs or cutoffs[0] < 1:
         raise ConfigError(f"cutoffs must be positive integers, got {list(settings.cutoffs)}", where="--k")
