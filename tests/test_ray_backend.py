@@ -37,6 +37,8 @@ def ray_local():
     ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'sidkit[ray]' to test the Ray backend")
     pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'ray[data]'")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # A pipeline stuck waiting for resources fails the test in minutes, not after Ray's 30 min default.
+    ray.data.DataContext.get_current().execution_no_progress_timeout_s = 300
     yield ray
     ray.shutdown()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -29,12 +30,14 @@ import math
 import os
 import pickle
 import re
+import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -56,6 +59,8 @@ from sidkit.stream.source import (
     table_embeddings,
 )
 from sidkit.stream.writers import codes_table
+
+T = TypeVar("T")
 
 DEFAULT_BATCH_ROWS = 65_536
 ROW = "row"
@@ -241,7 +246,11 @@ def ray_encode(model_dir: str | os.PathLike[str], data: str | os.PathLike[str], 
                options: RayOptions | None = None) -> RayEncodeResult:
     """Encode every row of ``data`` (see the module docstring) on Ray; write the codes under directory ``out``."""
     options = options or RayOptions()
-    target = Path(out)
+    return _releasing(lambda: _ray_encode(model_dir, data, Path(out), options))
+
+
+def _ray_encode(model_dir: str | os.PathLike[str], data: str | os.PathLike[str], target: Path,
+                options: RayOptions) -> RayEncodeResult:
     started = time.perf_counter()
     with ray_session(options) as ray:
         dataset, reader, source = _dataset(ray, data, options)
@@ -261,6 +270,11 @@ def ray_diagnose(model_dir: str | os.PathLike[str], data: str | os.PathLike[str]
                  options: RayOptions | None = None) -> BasicDiagnostics:
     """Usage and reconstruction of the tokenizer in ``model_dir`` over ``data``, computed on Ray."""
     options = options or RayOptions()
+    return _releasing(lambda: _ray_diagnose(model_dir, data, options))
+
+
+def _ray_diagnose(model_dir: str | os.PathLike[str], data: str | os.PathLike[str],
+                  options: RayOptions) -> BasicDiagnostics:
     with ray_session(options) as ray:
         dataset, reader, source = _dataset(ray, data, options)
         partials = _map(dataset, model_dir, reader, "partials", options, ray, source.num_rows)
@@ -275,6 +289,43 @@ def ray_diagnose(model_dir: str | os.PathLike[str], data: str | os.PathLike[str]
     return BasicDiagnostics(merge_usage(usage).report(), merge_reconstruction(recon).report())
 
 
+def _releasing(run: Callable[[], T]) -> T:
+    """``run()``, then free the Ray actors it started before returning or raising.
+
+    Ray Data stops a dataset's actors only when the dataset is garbage-collected: after a successful
+    run it sits in reference cycles, after a failure the error's traceback holds it through the
+    frames' locals. In a Ray instance that outlives the call (``ray.init`` by the caller), those
+    actors would keep their CPUs, and the next run in the same process would wait forever for a CPU
+    to list its files. So the failed run's frames are cleared, the garbage collected, and the CPUs
+    given a few seconds to come back.
+    """
+    idle_before = _idle_cpus()
+    try:
+        return run()
+    except BaseException as error:
+        seen: set[int] = set()
+        link: BaseException | None = error
+        while link is not None and id(link) not in seen:
+            seen.add(id(link))
+            traceback.clear_frames(link.__traceback__)
+            link = link.__cause__ or link.__context__
+        raise
+    finally:
+        gc.collect()
+        if idle_before is not None:
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and (_idle_cpus() or 0.0) < idle_before:
+                time.sleep(0.2)
+
+
+def _idle_cpus() -> float | None:
+    """The free CPUs of the running Ray instance, or None when none runs in this process."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return float(ray.available_resources().get("CPU", 0.0))
+
+
 def _dataset(ray: ModuleType, data: str | os.PathLike[str],
              options: RayOptions) -> tuple[Any, tuple[Any, ...], EmbeddingSource]:
     """The Ray dataset of inputs, how actors read its batches, and the local view of the source."""
@@ -287,8 +338,8 @@ def _dataset(ray: ModuleType, data: str | os.PathLike[str],
     if isinstance(source, ParquetSource):
         # At least one block per batch, so every actor gets work even from a few large files.
         blocks = max(1, math.ceil(source.num_rows / options.batch_rows))
-        dataset = ray.data.read_parquet(str(path), columns=source.read_columns, num_cpus=0,
-                                        override_num_blocks=blocks)
+        dataset = ray.data.read_parquet(str(path), num_cpus=0, override_num_blocks=blocks)
+        dataset = dataset.select_columns(list(source.read_columns))
         return dataset, ("parquet", source.list_column, source.feature_columns, source.dim), source
     if isinstance(source, DatasetSource):
         npy, items = source.embeddings_path, str(source.items_path)
@@ -304,9 +355,11 @@ def _map(dataset: Any, model_dir: str | os.PathLike[str], reader: tuple[Any, ...
     cpus = float(ray.cluster_resources().get("CPU", 1))
     actors = options.actors or max(1, int(cpus) // options.cpus_per_actor)
     actors = min(actors, max(1, math.ceil(num_rows / options.batch_rows)))  # no actor without a batch
-    # Ray Data's file-listing task always asks for one CPU: actors that reserved every CPU would wait
-    # for it forever. So the actors leave one CPU unreserved (they still run cpus_per_actor threads).
-    reserved = max(0.0, min(float(options.cpus_per_actor), (cpus - 1) / actors))
+    # Ray Data's file-listing task always asks for one CPU: actors that reserved every free CPU would
+    # wait for it forever. So the actors leave one free CPU unreserved (they still run cpus_per_actor
+    # threads); free, not total: actors of an earlier run may still hold theirs.
+    free = min(cpus, float(ray.available_resources().get("CPU", cpus)))
+    reserved = max(0.0, min(float(options.cpus_per_actor), (free - 1) / actors))
     batch_size = options.batch_rows if reader[0] == "parquet" else 1  # npy: one row range per call
     return dataset.map_batches(
         TokenizerActor, batch_size=batch_size, batch_format="pyarrow",
