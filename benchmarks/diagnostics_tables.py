@@ -4,14 +4,14 @@ Each seed is one full comparison (``run_comparison`` with ``CompareSettings(seed
 tokenizers train until early stopping, a second fit with seed s + 1 for stability), written to
 ``OUT/seed-S``. The tables give, per method, the mean over seeds and the half width of the 95%
 Student-t interval over seeds; Monte Carlo errors of a single run (noise draws) are in each run's
-summary.md. Also printed: per level and depth K_eff at the reference rho, retention and AUC on all
-and on novel held-out pairs, training epochs, and times.
+summary.md. Also printed: per level usage (active and dead codes), per level and depth K_eff at
+the reference rho, retention and AUC on all and on novel held-out pairs, training epochs, and times.
 
 Resumable: a seed whose ``OUT/seed-S/metrics.json`` exists is read back, not run again (a compare
 run is swapped in whole when it finishes, so a killed run leaves no half-written seed). The tables
 are built from those metrics.json files alone.
 
-Run (one thread; ML-100K about 4 minutes per seed, ML-1M about 12):
+Run (one thread on a shared 2-core machine: ML-100K 4 to 8 minutes per seed, ML-1M 10 to 13):
     .venv/bin/python benchmarks/diagnostics_tables.py --data runs/ml-100k --out runs/tables-100k --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/diagnostics_tables.py --data runs/ml-1m --out runs/tables-1m --seeds 0 1 2 3 4
 """
@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from sidkit.compare import DEFAULT_METHODS, METRICS_FILE, CompareSettings, run_comparison
+from sidkit.io import write_text
 from sidkit.ranking.metrics import mean_ci
 from sidkit.report.summary import COLUMNS
 from sidkit.report.tables import markdown_table
@@ -71,6 +72,21 @@ def summary_table(runs: Sequence[Run]) -> list[str]:
         per_seed = [next(r for r in run["summary"] if r["method"] == name) for run in runs]
         rows.append([name, *[cell([row[c.key] for row in per_seed], c.fmt) for c in columns]])
     return markdown_table(["method", *[c.title() for c in columns]], rows)
+
+
+def usage_table(runs: Sequence[Run]) -> list[str]:
+    """Per level: active codes, the range of dead codes over seeds, perplexity and Gini."""
+    rows = []
+    for name in method_names(runs):
+        results = [method(run, name) for run in runs]
+        for level in range(len(results[0]["usage"])):
+            usage = [r["usage"][level] for r in results]
+            dead = [u["dead"] for u in usage]
+            rows.append([name, str(level), str(usage[0]["size"]), cell([u["active"] for u in usage], "{:.1f}"),
+                         f"{min(dead)} to {max(dead)}", cell([u["perplexity"] for u in usage], "{:.1f}"),
+                         cell([u["gini"] for u in usage], "{:.3f}")])
+    return markdown_table(["method", "level", "codes", "active ↑", "dead (min to max over seeds)", "perplexity ↑",
+                           "Gini ↓"], rows)
 
 
 def symbol_table(runs: Sequence[Run]) -> list[str]:
@@ -157,7 +173,8 @@ def tables(runs: Sequence[Run], name: str, seeds: Sequence[int]) -> str:
               f"{pairs['heldout']:,} held out ({pairs['heldout_novel']:,} novel); seeds {list(seeds)}; "
               f"rho = {settings['reference_rho']}, {settings['samples']} noise draws; mean ± 95% t "
               "interval over seeds")
-    sections: dict[str, list[str]] = {"summary": summary_table(runs), "symbols": symbol_table(runs),
+    sections: dict[str, list[str]] = {"summary": summary_table(runs), "usage": usage_table(runs),
+                                      "symbols": symbol_table(runs),
                                       "retrieval": retrieval_table(runs), "training": training_table(runs)}
     text = [f"# {header}", ""]
     for section, lines in sections.items():
@@ -178,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
                      report=seed == args.seeds[0]) for seed in args.seeds]
     text = tables(runs, args.data.name, args.seeds)
     print(text, end="")
-    (args.out / "tables.md").write_text(text, encoding="utf-8")
+    write_text(args.out / "tables.md", text)
 
 
 if __name__ == "__main__":
