@@ -49,16 +49,18 @@ def _bump_click_bias(model: DTN) -> None:
 
 
 def _dtn(tasks: tuple[str, ...] = TASKS, dtn: DTNConfig = SMALL_DTN) -> DTN:
-    base = build_model("dnn", _representation(), NUM_USERS, tasks, SMALL)  # borrow its feature block
+    base = build_model("dnn", _representation(), NUM_USERS, tasks, SMALL,
+                       num_user_fields=FIELDS)  # borrow its feature block
     return DTN(base.features, tasks, SMALL, dtn)
 
 
 def test_dtn_is_registered_and_gives_one_logit_per_task() -> None:
     assert "dtn" in model_names()
-    model = build_model("dtn", _representation(), NUM_USERS, TASKS, SMALL)
+    model = build_model("dtn", _representation(), NUM_USERS, TASKS, SMALL, num_user_fields=FIELDS)
     logits = model(*_batch())
     assert logits.shape == (BATCH, 2) and torch.isfinite(logits).all()
-    single = build_model("dtn", _representation(), NUM_USERS, ("click",), SMALL)  # like:click is skipped
+    # like:click is skipped for a single task
+    single = build_model("dtn", _representation(), NUM_USERS, ("click",), SMALL, num_user_fields=FIELDS)
     assert single(*_batch()).shape == (BATCH, 1)
 
 

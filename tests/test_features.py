@@ -14,9 +14,9 @@ from sidkit.features.hashing import field_salt, hash_rows, splitmix64, stable_ke
 from sidkit.features.representations import (
     REPRESENTATIONS,
     build_representation,
-    build_representations,
     natural_size,
     parse_representation,
+    split_budget,
 )
 from sidkit.ids import SemanticIds
 
@@ -75,15 +75,20 @@ def test_table_size_equals_budget(name, budget):
     assert rep.param_count(8) == (budget + 1) * 8
 
 
-def test_combination_offsets_components():
+def test_combination_splits_the_budget_and_offsets_components():
     pytest.importorskip("sentencepiece")
     ids, sids, _, train = make_inputs()
-    parts = build_representations(["hash", "sid-prefix", "sid-spm"], item_ids=ids, sids=sids, budget=200,
-                                  train_items=train)
+    # 200 rows in all: 67 + 67 + 66, so the combination is size-matched with each single feature.
+    shares = {"hash": 67, "sid-prefix": 67, "sid-spm": 66}
+    parts = {name: build_representation(name, item_ids=ids, sids=sids, budget=rows, train_items=train)
+             for name, rows in shares.items()}
     combo = build_representation("hash+sid-prefix+sid-spm", item_ids=ids, sids=sids, budget=200,
                                  train_items=train)
-    assert combo.num_embeddings == 3 * 200 + 1
-    assert combo.budget == 600
+    assert combo.num_embeddings == 200 + 1 and combo.table_rows == 200
+    assert combo.budget == 200
+    assert split_budget(200, 3) == [67, 67, 66] and split_budget(None, 2) is None
+    with pytest.raises(ConfigError, match="at least 3"):
+        split_budget(2, 3)
     offset = 0
     start = 0
     for name in ("hash", "sid-prefix", "sid-spm"):
@@ -96,6 +101,28 @@ def test_combination_offsets_components():
         offset += part.num_embeddings - 1
 
 
+def test_hash_below_the_catalog_size_collides_differently_per_seed():
+    ids = np.arange(1000) * 7 + 3
+    exact = build_representation("hash", item_ids=ids, budget=4096, seed=0)
+    # At a budget of at least the catalog size every item has its own row: no collision, seed or not.
+    assert exact.rows_used == 1000 and exact.table_rows == 4096
+    other = build_representation("hash", item_ids=ids, budget=4096, seed=1)
+    assert np.array_equal(exact.tokens[:-1, 0], other.tokens[:-1, 0])
+    quarter = [build_representation("hash", item_ids=ids, budget=250, seed=seed).tokens[:-1, 0] for seed in (0, 1)]
+    for rows in quarter:
+        assert rows.min() >= 1 and rows.max() <= 250
+        counts = np.bincount(rows)
+        assert (counts > 1).sum() > 100  # 4 items per row on average: collisions everywhere
+    assert not np.array_equal(quarter[0], quarter[1])  # the seed draws the collisions
+    same_row = quarter[0][:, None] == quarter[0][None, :]
+    other_seed = quarter[1][:, None] == quarter[1][None, :]
+    # Items that share a row under seed 0 mostly do not under seed 1 (independent hashes: ~1/250 do).
+    shared = same_row & ~np.eye(1000, dtype=bool)
+    assert other_seed[shared].mean() < 0.05
+    rep = build_representation("hash", item_ids=ids, budget=250, seed=0)
+    assert rep.rows_used == len(np.unique(quarter[0])) and rep.rows_used <= 250
+
+
 def test_dense_and_combination_with_dense():
     ids, sids, emb, _ = make_inputs()
     dense = build_representation("dense", item_ids=ids, embeddings=emb)
@@ -104,7 +131,7 @@ def test_dense_and_combination_with_dense():
     assert np.allclose(dense.dense[:-1], emb) and np.all(dense.dense[-1] == 0)
     assert dense.param_count(4) == 4 + 8 * 4 + 4
     combo = build_representation("dense+sid-unigram", item_ids=ids, sids=sids, embeddings=emb, budget=64)
-    assert combo.num_embeddings == 65 and combo.dense is not None
+    assert combo.num_embeddings == 65 and combo.dense is not None  # dense takes no share of the rows
     assert combo.tokens.shape[1] == 3  # the dense part adds no token column
 
 

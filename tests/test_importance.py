@@ -79,3 +79,19 @@ def test_importance_checks_its_arguments(trained: Trained) -> None:
         permutation_importance(model, data.valid, user_field_names=["one"])
     with pytest.raises(ConfigError, match="repeats"):
         permutation_importance(model, data.valid, repeats=0)
+
+
+def test_importance_across_runs_has_intervals_and_a_conditional_task(trained: Trained) -> None:
+    from sidkit.ranking.importance import importance_across_runs
+
+    model, data = trained
+    runs = [permutation_importance(model, data.valid, user_field_names=["user", "noise"], repeats=2, seed=seed,
+                                   conditional=(("like", "click"),)) for seed in range(3)]
+    assert runs[0].tasks == ("click", "like", "like|click")
+    summary = importance_across_runs(runs)
+    cell = summary.drop["user"]["like"]
+    assert cell.n == 3 and cell.half_width is not None and cell.low < cell.mean < cell.high
+    assert cell.mean == pytest.approx(np.mean([r.get("user", "like") for r in runs]))
+    # Among clicked rows like still follows the user; the noise column stays near zero.
+    assert summary.drop["user"]["like|click"].mean > 0.2 and abs(summary.drop["noise"]["like|click"].mean) < 0.03
+    assert summary.mean().drop.shape == (4, 3)

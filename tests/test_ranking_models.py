@@ -221,3 +221,28 @@ def test_models_run_on_cuda(name: str) -> None:
     model = build_model(name, _representation(dense=True), NUM_USERS, TASKS, SMALL).to("cuda")
     logits = model(*(t.to("cuda") for t in _batch()))
     assert logits.device.type == "cuda" and logits.shape == (BATCH, 2)
+
+
+def test_fast_dropout_drops_p_scales_the_rest_and_follows_the_torch_seed():
+    from sidkit.ranking.layers import FastDropout
+
+    x = torch.ones(400, 500)
+    drop = FastDropout(0.1)
+    torch.manual_seed(3)
+    y = drop(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.1) < 0.005  # 200,000 draws: 4.5 standard errors
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.01  # expectation preserved
+    torch.manual_seed(3)
+    again = FastDropout(0.1)
+    assert torch.equal(again(x), y)  # the torch seed fixes the mask
+    assert not torch.equal(drop(x), y)  # and the stream moves on
+    drop.eval()
+    assert drop(x) is x
+    w = torch.ones(10, 10, requires_grad=True)
+    out = FastDropout(0.5)(w)
+    out.sum().backward()
+    assert torch.equal(w.grad, (out != 0).float() * 2.0)  # the gradient flows through kept units only
+    with pytest.raises(ConfigError, match="dropout"):
+        FastDropout(1.0)

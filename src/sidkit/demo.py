@@ -52,18 +52,25 @@ def run_demo(out: Path, *, skip_rank: bool = False) -> None:
     if not skip_rank:
         from sidkit.ranking.experiment import quick_rank
 
-        console.rule("4. ranking: hashed ids vs Semantic-ID features (MMoE, item hold-out)")
+        console.rule("4. ranking: hashed ids vs Semantic-ID features (MMoE, item hold-out, early stopping)")
         ranking = quick_rank(data_dir, out / "rank", log=console.print)
-        console.print(_rank_table(ranking.summary_rows()))
+        console.print(_rank_table(ranking.summary_rows(), ranking.num_seeds))
+        for line in ranking.warnings:
+            console.print(f"warning: {line}", highlight=False)
         console.print(f"ranking report: {ranking.report_path}")
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {out}")
 
 
-def _rank_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="click / like AUC (test, mean of seeds)")
-    columns = [k for k in rows[0] if "/" in k] if rows else []
+#: The demo's ranking columns: click on all items and on context-matched new items, like given click.
+RANK_COLUMNS = ("click/all", "click/new-matched", "like|click/all")
+
+
+def _rank_table(rows: list[dict[str, Any]], seeds: int = 1) -> Table:
+    table = Table(title=f"test AUC ({seeds} seed{'' if seeds == 1 else 's'}; full tables in docs/ranking.md)")
+    columns = [c for c in RANK_COLUMNS if rows and c in rows[0]]
     table.add_column("features")
     table.add_column("table rows", justify="right")
+    table.add_column("rows used", justify="right")
     for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
@@ -71,7 +78,7 @@ def _rank_table(rows: list[dict[str, Any]]) -> Table:
         for column in columns:
             mean = row[column]["mean"]
             cells.append("-" if mean is None else f"{mean:.3f}")
-        table.add_row(row["feature"], f"{row['table_rows']:,}", *cells)
+        table.add_row(row["feature"], f"{row['table_rows']:,}", f"{row['rows_used']:,}", *cells)
     return table
 
 

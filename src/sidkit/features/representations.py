@@ -15,9 +15,13 @@ Within a budget, each *field* (the item id, a level, a pair, a depth) gets exact
 space is small enough, and the rest share the remaining rows by hashing: fields are visited from the
 smallest key space up, and a field is exact when it needs at most its fair share of the rows left
 (water-filling). So a 3 x 64 unigram in 4,096 rows is exact; a 3 x 64 prefix in 4,096 rows keeps
-depth 1 exact and hashes depths 2 and 3 into the other 4,032 rows. ``budget=None`` gives every field
-exact rows (the natural table size). In a combination each component gets the whole ``budget`` and
-its own block of rows, so ``num_embeddings - 1`` is the sum of the components' budgets.
+depth 1 exact and hashes depths 2 and 3 into the other 4,032 rows; ``hash`` with a budget of at
+least the catalog size gives every item its own row (no collisions: the best case for hashing), and
+below it hashes the ids with a salt drawn from the seed, so collisions differ from seed to seed.
+``budget=None`` gives every field exact rows (the natural table size). A combination splits the
+budget between its table components (``hash+sid-prefix`` at 4,096 rows: 2,048 each, each its own
+block), so that every feature set of one budget has the same table rows. ``rows_used`` counts the
+rows that some item actually uses.
 """
 
 from __future__ import annotations
@@ -84,15 +88,16 @@ def build_representation(name: str, *, item_ids: np.ndarray, sids: SemanticIds |
         item_ids: (N,) int or str catalog item ids, in catalog order (hashed by ``hash``).
         sids: SemanticIds of the N items (every ``sid-*`` component needs them).
         embeddings: (N, D) float content embeddings (``dense`` needs them).
-        budget: table rows per component (padding excluded); None gives the natural (exact) size,
-            which ``sid-spm`` does not have, so it needs a budget.
+        budget: table rows in all (padding excluded), split evenly between the table components of a
+            combination; None gives the natural (exact) size, which ``sid-spm`` does not have, so it
+            needs a budget.
         train_items: (N,) bool (item in training) or int (training impressions per item) for
             ``sid-spm``: only those items' SIDs train it, so held-out items never reach it.
         seed: salts every hash; the same inputs and seed give the same tokens in any process.
 
     Returns:
         ItemRepresentation with tokens (N + 1, T) (row N is the padding item), ``num_embeddings``
-        ``budget + 1`` per table component, and ``dense`` (N + 1, D) when ``dense`` is a component.
+        ``budget + 1``, and ``dense`` (N + 1, D) when ``dense`` is a component.
 
     Raises:
         ConfigError: unknown name, missing or bad budget, missing sids/embeddings/train_items.
@@ -104,9 +109,25 @@ def build_representation(name: str, *, item_ids: np.ndarray, sids: SemanticIds |
     budget = _checked_budget(budget)
     if any(part in _NEEDS_SIDS for part in parts):
         sids = _checked_sids(sids, n, name)
-    components = [_build_component(part, ids=ids, sids=sids, embeddings=embeddings, budget=budget,
-                                   train_items=train_items, seed=seed) for part in parts]
+    shares = split_budget(budget, sum(part != "dense" for part in parts))
+    components = []
+    for part in parts:
+        share = None if part == "dense" or shares is None else shares.pop(0)
+        components.append(_build_component(part, ids=ids, sids=sids, embeddings=embeddings, budget=share,
+                                           train_items=train_items, seed=seed))
     return _combine("+".join(parts), components) if len(components) > 1 else components[0]
+
+
+def split_budget(budget: int | None, parts: int) -> list[int] | None:
+    """``budget`` rows split between ``parts`` table components as evenly as possible (the first ones get
+    the remainder); None stays None. ConfigError when a component would get no row."""
+    if budget is None or parts == 0:
+        return None
+    if budget < parts:
+        raise ConfigError(f"a budget of {budget} rows cannot give each of {parts} tables a row", where="budget",
+                          fix=f"use a budget of at least {parts}")
+    base, extra = divmod(budget, parts)
+    return [base + (1 if index < extra else 0) for index in range(parts)]
 
 
 def build_representations(names: Iterable[str], **kwargs: object) -> dict[str, ItemRepresentation]:

@@ -62,6 +62,17 @@ class ItemRepresentation:
         """The index of the padding item, used to pad histories."""
         return self.num_items
 
+    @property
+    def table_rows(self) -> int:
+        """Rows of the embedding table, padding excluded."""
+        return int(self.num_embeddings - 1)
+
+    @property
+    def rows_used(self) -> int:
+        """Distinct table rows that some catalog item's tokens use (padding excluded)."""
+        tokens = self.tokens[:-1]
+        return int(np.unique(tokens[tokens != PAD_TOKEN]).size)
+
     def param_count(self, embedding_dim: int) -> int:
         """Parameters of this representation's embedding table (and dense projection) at ``embedding_dim``."""
         count = self.num_embeddings * embedding_dim

@@ -3,8 +3,10 @@
 After Bi et al., *DTN* (arXiv 2408.11611), with the settings of its published code:
 
 - **Blocks.** One block per task plus one shared block; each block holds one module of each
-  feature-interaction method (``sidkit.ranking.interactions``: GDCN, MaskNet, hashed cross memory),
-  every module projected to ``module_dim`` so that modules can be mixed.
+  feature-interaction method (``sidkit.ranking.interactions``: GDCN, MaskNet, MemoNet), every module
+  projected to ``module_dim`` so that modules can be mixed. MemoNet reads the impression's discrete
+  values (``FeatureBlock.discrete_fields``); ``DTNConfig.memory="simhash"`` swaps in the SimHash
+  cross memory instead.
 - **Gates.** Per task, a score per module (a dense layer to 1 on the module's output); one softmax over
   the task's own modules, another over the shared and the other tasks' modules. The task input is
   the concatenation of the two weighted sums: (B, 2 * module_dim).
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from sidkit.errors import ConfigError
-from sidkit.ranking.interactions import GDCN, HashedCrossMemory, MaskNet
+from sidkit.ranking.interactions import GDCN, MaskNet, MemoNet, SimHashCrossMemory
 from sidkit.ranking.layers import FeatureBlock, TaskTowers
 from sidkit.ranking.models import ModelConfig, MultiTaskRanker, register_model
 
@@ -60,10 +62,18 @@ class DTNConfig:
         masknet_blocks: serial mask blocks.
         masknet_ffn: mask block output width.
         masknet_aggregation: hidden width of each mask network.
-        memory_rows: codebook rows of each hashed cross memory.
+        memory: ``memonet`` (MemoNet's hash codebook network over discrete values) or ``simhash``
+            (the SimHash cross memory over continuous fields).
+        memory_rows: codebook rows of each memory.
         memory_hashes: hashes per field cross.
         memory_order: cross order (2).
-        memory_code_bits: SimHash bits of each field's code.
+        memory_code_bits: SimHash bits of each field's code (``simhash`` only).
+        memory_history_items: latest history items whose tokens are MemoNet fields.
+        memory_key_fields: ``candidate`` (default): MemoNet crosses only pairs with a candidate token
+            slot (its key interaction fields: candidate x user, candidate x history item, candidate
+            token x candidate token), about half the pairs of ``all``.
+        memory_restoring, memory_shrinking: MemoNet's ``linear`` / ``attentive`` restoring and
+            ``attentive`` / ``sum`` shrinking.
         tower_dims: hidden layers of each task tower.
         chain: ``downstream:upstream`` links of the task-sensitive network; links naming a task the
             model does not have are skipped, so the default suits ("click",) and ("click", "like").
@@ -74,10 +84,15 @@ class DTNConfig:
     masknet_blocks: int = 2
     masknet_ffn: int = 128
     masknet_aggregation: int = 256
+    memory: str = "memonet"
     memory_rows: int = 8192
     memory_hashes: int = 2
     memory_order: int = 2
     memory_code_bits: int = 8
+    memory_history_items: int = 1
+    memory_key_fields: str = "candidate"
+    memory_restoring: str = "linear"
+    memory_shrinking: str = "attentive"
     tower_dims: tuple[int, ...] = (128, 64)
     chain: tuple[str, ...] = ("like:click",)
 
@@ -87,6 +102,17 @@ class DTNConfig:
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}",
                                   where=f"DTNConfig.{name}")
+        if self.memory not in ("memonet", "simhash"):
+            raise ConfigError(f"unknown memory {self.memory!r}", where="DTNConfig.memory",
+                              fix="use 'memonet' or 'simhash'")
+        if self.memory_order != 2:
+            raise ConfigError(f"only order 2 (field pairs) is implemented, got {self.memory_order}",
+                              where="DTNConfig.memory_order", fix="use 2")
+        if self.memory_key_fields not in ("candidate", "all"):
+            raise ConfigError(f"unknown memory key fields {self.memory_key_fields!r}",
+                              where="DTNConfig.memory_key_fields", fix="use 'candidate' or 'all'")
+        if int(self.memory_history_items) < 0:
+            raise ConfigError("memory_history_items must be >= 0", where="DTNConfig.memory_history_items")
         object.__setattr__(self, "tower_dims", tuple(int(d) for d in self.tower_dims))
         chain = (self.chain,) if isinstance(self.chain, str) else tuple(self.chain)
         object.__setattr__(self, "chain", tuple(f"{d}:{u}" for d, u in parse_chain(chain)))
@@ -123,22 +149,41 @@ def _chain_order(tasks: tuple[str, ...], links: tuple[tuple[str, str], ...]) -> 
 
 
 class FeatureInteractionBlock(nn.Module):
-    """One module of each method over the same fields: (B, F, dim) -> (B, M, module_dim)."""
+    """One module of each method over the same inputs -> (B, M, module_dim).
 
-    def __init__(self, num_fields: int, dim: int, config: DTNConfig, seed: int) -> None:
+    GDCN and MaskNet read the (B, F, dim) fields; the memory reads the discrete values (MemoNet) or
+    the fields (SimHash).
+    """
+
+    def __init__(self, num_fields: int, dim: int, config: DTNConfig, seed: int, num_values: int = 0,
+                 key_fields: Sequence[int] | None = None) -> None:
         super().__init__()
         gdcn = GDCN(num_fields, dim, config.gdcn_layers)
         masknet = MaskNet(num_fields, dim, config.masknet_blocks, config.masknet_ffn, config.masknet_aggregation)
-        memory = HashedCrossMemory(num_fields, dim, config.memory_rows, config.memory_hashes, config.memory_order,
-                                   config.memory_code_bits, config.module_dim, seed=seed)
+        memory: nn.Module
+        if config.memory == "memonet":
+            memory = MemoNet(num_values, dim, config.memory_rows, config.memory_hashes,
+                             restoring=config.memory_restoring, shrinking=config.memory_shrinking,
+                             output_dim=config.module_dim, seed=seed, key_fields=key_fields)
+        else:
+            memory = SimHashCrossMemory(num_fields, dim, config.memory_rows, config.memory_hashes, config.memory_order,
+                                        config.memory_code_bits, config.module_dim, seed=seed)
+        self.uses_values = config.memory == "memonet"
         self.methods = nn.ModuleList([gdcn, masknet, memory])
         self.projections = nn.ModuleList(
-            nn.Identity() if m.output_dim == config.module_dim else nn.Linear(m.output_dim, config.module_dim)
+            nn.Identity() if m.output_dim == config.module_dim else nn.Linear(int(m.output_dim), config.module_dim)
             for m in (gdcn, masknet, memory))
 
-    def forward(self, fields: torch.Tensor) -> torch.Tensor:
-        return torch.stack([proj(method(fields)) for method, proj in zip(self.methods, self.projections,
-                                                                          strict=True)], dim=1)
+    def forward(self, fields: torch.Tensor, values: torch.Tensor | None = None,
+                value_embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        gdcn, masknet, memory = self.methods
+        outputs = [gdcn(fields), masknet(fields)]
+        if self.uses_values:
+            assert values is not None and value_embeddings is not None
+            outputs.append(memory(values, value_embeddings))
+        else:
+            outputs.append(memory(fields))
+        return torch.stack([proj(out) for out, proj in zip(outputs, self.projections, strict=True)], dim=1)
 
 
 class ModuleGate(nn.Module):
@@ -175,8 +220,15 @@ class DTN(MultiTaskRanker):
         self.order, self.upstream = _chain_order(self.tasks, parse_chain(dtn.chain))
         count = len(MODULES)
         # Block k serves task k; the last block is shared.
+        self.history_items = int(dtn.memory_history_items)
+        num_values = features.num_discrete_fields(features.users.num_fields, self.history_items)
+        key_fields = None
+        if dtn.memory_key_fields == "candidate":  # discrete_fields puts the candidate's slots after the user's
+            users, slots = features.users.num_fields, int(features.items.tokens.shape[1])
+            key_fields = list(range(users, users + slots))
         self.blocks = nn.ModuleList(FeatureInteractionBlock(features.num_fields, features.dim, dtn,
-                                                            seed=config.seed + index)
+                                                            seed=config.seed + index, num_values=num_values,
+                                                            key_fields=key_fields)
                                     for index in range(self.num_tasks + 1))
         self.own_gates = nn.ModuleList(ModuleGate(count, dtn.module_dim) for _ in self.tasks)
         self.other_gates = nn.ModuleList(ModuleGate(count * self.num_tasks, dtn.module_dim) for _ in self.tasks)
@@ -185,7 +237,15 @@ class DTN(MultiTaskRanker):
 
     def forward(self, item: torch.Tensor, user_features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         fields = self.features.fields(item, user_features, history)  # (B, F, dim)
-        outputs = [block(fields) for block in self.blocks]  # (K + 1) x (B, M, D)
+        values = value_embeddings = None
+        if self.config.memory == "memonet":
+            if user_features.shape[1] != self.features.users.num_fields:
+                raise ConfigError(f"user_features has {user_features.shape[1]} columns, but the model was built for "
+                                  f"{self.features.users.num_fields}", where="DTN (MemoNet fields)",
+                                  fix="build_model(..., num_user_fields=data.train.user_features.shape[1])")
+            values, value_embeddings = self.features.discrete_fields(item, user_features, history,
+                                                                     history_items=self.history_items)
+        outputs = [block(fields, values, value_embeddings) for block in self.blocks]  # (K + 1) x (B, M, D)
         logits: list[torch.Tensor | None] = [None] * self.num_tasks
         gates: dict[str, torch.Tensor] = {}
         towers = self.towers.towers

@@ -1,25 +1,33 @@
-"""Feature-interaction layers over per-field embeddings: GDCN, MaskNet and a MemoNet-style hashed memory.
+"""Feature-interaction layers: GDCN, MaskNet, MemoNet's hash codebook network, and a SimHash cross memory.
 
-Each layer takes the (B, F, dim) output of ``FeatureBlock.fields`` (F fields of width dim) and returns
-(B, output_dim). They follow the settings of DTN's published code (Bi et al., arXiv 2408.11611):
-GDCN with 2 gated cross layers, MaskNet with 2 serial mask blocks (ffn 128, aggregation 256), and a
-hashed memory of field-pair crosses with 2 hashes, order 2.
+GDCN, MaskNet and SimHashCrossMemory take the (B, F, dim) output of ``FeatureBlock.fields`` (F fields of
+width dim) and return (B, output_dim). They follow the settings of DTN's published code (Bi et al.,
+arXiv 2408.11611): GDCN with 2 gated cross layers, MaskNet with 2 serial mask blocks (ffn 128,
+aggregation 256), and a memory of field-pair crosses with 2 hashes, order 2.
 
-**How the memory addresses a field cross.** sidkit's fields are continuous (a candidate is a sum of
-Semantic-ID token embeddings, the history a mean), and some have no discrete id at all (mean history,
-candidate x history). So each field gets a discrete *code* from its embedding by SimHash: the signs of
-``code_bits`` fixed random projections. Nearby embeddings share a code, so items with similar
-Semantic IDs (new ones included) share memory rows, which a per-item-id address would not give them.
-A pair of fields (i, j) with codes (a, b) is the key (i, j, a, b); ``num_hashes`` universal hashes map
-it to rows of one learned codebook, and the rows are summed (a multi-hash codebook, as MemoNet's
-HCNet: collisions in one hash are disambiguated by the others). Callers that do have discrete ids per
-field may pass them as ``field_codes`` instead. Addressing is not differentiable (neither is a hashed
-id lookup); the codebook rows are learned, and the field embeddings learn through the other paths.
+**MemoNet** (Fang et al., CIKM 2022: the hash codebook network, HCNet) memorizes *discrete cross
+features*: every pair of fields (i, j) with values (a, b) is a cross feature id; ``num_hashes``
+universal hashes of (i, j, a, b) address rows of one shared codebook (multi-hash addressing: two
+crosses that collide in one hash rarely collide in all); the addressed codewords are restored into
+one embedding per cross (linear memory restoring: the concatenated codewords through a linear map;
+attentive restoring first reweights each codeword by a gate on the two fields' embeddings); and
+feature shrinking sums each field's crosses into one vector per field, weighted by a gate on all
+field embeddings (global attentive shrinking). It takes ``FeatureBlock.discrete_fields``: user-feature
+columns and the token slots of the candidate and of the latest history item. With Semantic-ID
+tokens, a cross such as (user, first SID prefix) is shared by every item of that prefix, new items
+included; a hashed item id's crosses are its own. Addresses are fixed functions of the ids.
+
+**SimHashCrossMemory** is not MemoNet: it has no discrete ids. Each continuous field embedding gets a
+code from SimHash (the signs of ``code_bits`` fixed random projections), the codes of a field pair
+are hashed into a codebook and the rows summed, with no restoring. Its addresses move as the
+embeddings learn (most items change address within an epoch), so it memorizes regions of embedding
+space rather than crosses. It is kept under its own name for comparison.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -150,8 +158,8 @@ class MaskNet(nn.Module):
         return masks
 
 
-class HashedCrossMemory(nn.Module):
-    """MemoNet-style memory of field-pair crosses in a multi-hash codebook (order 2).
+class SimHashCrossMemory(nn.Module):
+    """A codebook of SimHash codes of field-pair embeddings (order 2): not MemoNet (module docstring).
 
     Each of the P = F (F - 1) / 2 field pairs (i, j) with codes (a, b) reads ``num_hashes`` rows of one
     learned codebook, summed into a (dim,) cross embedding; the P cross embeddings and the fields are
@@ -181,21 +189,21 @@ class HashedCrossMemory(nn.Module):
     def __init__(self, num_fields: int, dim: int, num_rows: int = 8192, num_hashes: int = 2, order: int = 2,
                  code_bits: int = 8, output_dim: int = 128, seed: int = 0) -> None:
         super().__init__()
-        self.num_fields = _positive(num_fields, "num_fields", "HashedCrossMemory")
-        self.dim = _positive(dim, "dim", "HashedCrossMemory")
-        self.num_rows = _positive(num_rows, "num_rows", "HashedCrossMemory")
-        self.num_hashes = _positive(num_hashes, "num_hashes", "HashedCrossMemory")
-        self.code_bits = _positive(code_bits, "code_bits", "HashedCrossMemory")
+        self.num_fields = _positive(num_fields, "num_fields", "SimHashCrossMemory")
+        self.dim = _positive(dim, "dim", "SimHashCrossMemory")
+        self.num_rows = _positive(num_rows, "num_rows", "SimHashCrossMemory")
+        self.num_hashes = _positive(num_hashes, "num_hashes", "SimHashCrossMemory")
+        self.code_bits = _positive(code_bits, "code_bits", "SimHashCrossMemory")
         if self.num_fields < 2:
             raise ConfigError(f"a cross memory needs at least 2 fields, got {num_fields}",
-                              where="HashedCrossMemory", fix="use a FeatureBlock with 2 or more fields")
+                              where="SimHashCrossMemory", fix="use a FeatureBlock with 2 or more fields")
         if order != 2:
             raise ConfigError(f"only order 2 (field pairs) is implemented, got {order}",
-                              where="HashedCrossMemory(order)", fix="use order=2")
+                              where="SimHashCrossMemory(order)", fix="use order=2")
         pairs = list(itertools.combinations(range(self.num_fields), 2))
         if len(pairs) * (1 << (2 * self.code_bits)) >= _MAX_KEY:
             raise ConfigError(f"{len(pairs)} pairs x 2^{2 * self.code_bits} code pairs exceed the hash key space",
-                              where="HashedCrossMemory(code_bits)", fix="use fewer code_bits (e.g. 8)")
+                              where="SimHashCrossMemory(code_bits)", fix="use fewer code_bits (e.g. 8)")
         generator = torch.Generator().manual_seed(seed)
         self.register_buffer("projections", torch.randn(self.dim, self.code_bits, generator=generator))
         self.register_buffer("bit_weights", 2 ** torch.arange(self.code_bits))
@@ -207,7 +215,7 @@ class HashedCrossMemory(nn.Module):
         nn.init.normal_(self.codebook.weight, std=0.05)
         self.num_pairs = len(pairs)
         self.output = nn.Linear((self.num_pairs + self.num_fields) * self.dim, _positive(output_dim, "output_dim",
-                                                                                          "HashedCrossMemory"))
+                                                                                          "SimHashCrossMemory"))
         self.output_dim = int(output_dim)
 
     def field_codes(self, fields: torch.Tensor) -> torch.Tensor:
@@ -223,10 +231,127 @@ class HashedCrossMemory(nn.Module):
         return ((key.unsqueeze(-1) * self.hash_a + self.hash_b) % _PRIME) % self.num_rows
 
     def forward(self, fields: torch.Tensor, field_codes: torch.Tensor | None = None) -> torch.Tensor:
-        _check_fields(fields, self.num_fields, self.dim, "HashedCrossMemory")
+        _check_fields(fields, self.num_fields, self.dim, "SimHashCrossMemory")
         codes = self.field_codes(fields) if field_codes is None else field_codes
         if codes.shape != fields.shape[:2]:
             raise ConfigError(f"field_codes has shape {tuple(codes.shape)}, expected {tuple(fields.shape[:2])}",
-                              where="HashedCrossMemory", fix="pass one int64 code per field and row")
+                              where="SimHashCrossMemory", fix="pass one int64 code per field and row")
         crosses = self.codebook(self.rows(codes)).sum(dim=2)  # (B, P, dim)
         return self.output(torch.cat([crosses.flatten(1), fields.flatten(1)], dim=1))
+
+
+class MemoNet(nn.Module):
+    """MemoNet's hash codebook network over discrete field values (module docstring), order 2.
+
+    Args:
+        num_fields: V, the discrete fields (at least 2).
+        dim: width of each field embedding.
+        num_rows: codewords in the shared codebook.
+        num_hashes: hash functions per cross (multi-hash addressing; 2 in DTN).
+        codeword_dim: width of a codeword (``dim`` by default).
+        restoring: ``linear`` (LMR) or ``attentive`` (AMR).
+        shrinking: ``attentive`` (GAS: a gate on all field embeddings weighs each cross) or ``sum``.
+        output_dim: width of the output, a projection of the shrunk crosses and the field embeddings.
+        seed: draws the hash functions (fixed buffers, not learned).
+        key_fields: MemoNet's key interaction fields: only pairs with at least one of these fields are
+            crossed (None: every pair, the full HCNet).
+
+    Shapes: values (B, V) int64 (0 = no value) and embeddings (B, V, dim) -> (B, output_dim).
+    ``last_addresses`` holds the (B, P, num_hashes) codebook rows of the last forward.
+    """
+
+    hash_a: torch.Tensor
+    hash_b: torch.Tensor
+    hash_c: torch.Tensor
+    pair_i: torch.Tensor
+    pair_j: torch.Tensor
+    membership: torch.Tensor
+
+    def __init__(self, num_fields: int, dim: int, num_rows: int = 8192, num_hashes: int = 2,
+                 codeword_dim: int | None = None, restoring: str = "linear", shrinking: str = "attentive",
+                 output_dim: int = 128, seed: int = 0, key_fields: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.num_fields = _positive(num_fields, "num_fields", "MemoNet")
+        self.dim = _positive(dim, "dim", "MemoNet")
+        self.num_rows = _positive(num_rows, "num_rows", "MemoNet")
+        self.num_hashes = _positive(num_hashes, "num_hashes", "MemoNet")
+        self.codeword_dim = _positive(codeword_dim if codeword_dim is not None else dim, "codeword_dim", "MemoNet")
+        if self.num_fields < 2:
+            raise ConfigError(f"MemoNet crosses pairs of fields and needs at least 2, got {num_fields}",
+                              where="MemoNet", fix="give it 2 or more discrete fields")
+        if restoring not in ("linear", "attentive"):
+            raise ConfigError(f"unknown memory restoring {restoring!r}", where="MemoNet(restoring)",
+                              fix="use 'linear' or 'attentive'")
+        if shrinking not in ("attentive", "sum"):
+            raise ConfigError(f"unknown feature shrinking {shrinking!r}", where="MemoNet(shrinking)",
+                              fix="use 'attentive' or 'sum'")
+        self.restoring, self.shrinking = restoring, shrinking
+        pairs = list(itertools.combinations(range(self.num_fields), 2))
+        if key_fields is not None:
+            keys = {int(k) for k in key_fields}
+            if not keys or not keys <= set(range(self.num_fields)):
+                raise ConfigError(f"key fields {sorted(keys)} must be among the {self.num_fields} fields",
+                                  where="MemoNet(key_fields)", fix="give field indices in [0, num_fields)")
+            pairs = [(i, j) for i, j in pairs if i in keys or j in keys]
+        self.num_pairs = len(pairs)
+        generator = torch.Generator().manual_seed(seed)
+        for name in ("hash_a", "hash_b", "hash_c"):
+            self.register_buffer(name, torch.randint(1, _PRIME, (self.num_hashes,), generator=generator))
+        self.register_buffer("pair_i", torch.tensor([i for i, _ in pairs]))
+        self.register_buffer("pair_j", torch.tensor([j for _, j in pairs]))
+        membership = torch.zeros(self.num_fields, self.num_pairs)
+        for p, (i, j) in enumerate(pairs):
+            membership[i, p] = membership[j, p] = 1.0
+        self.register_buffer("membership", membership)  # (V, P): which crosses each field shrinks
+        self.codebook = nn.Embedding(self.num_rows, self.codeword_dim)
+        nn.init.normal_(self.codebook.weight, std=0.05)
+        width = self.num_hashes * self.codeword_dim
+        self.restore = nn.Linear(width, self.dim, bias=False)  # memory restoring: codewords -> cross embedding
+        self.restore_gate = nn.Linear(2 * self.dim, width) if restoring == "attentive" else None
+        self.shrink_gate = nn.Linear(self.num_fields * self.dim, self.num_pairs) if shrinking == "attentive" else None
+        self.output = nn.Linear(2 * self.num_fields * self.dim, _positive(output_dim, "output_dim", "MemoNet"))
+        self.output_dim = int(output_dim)
+        self.last_addresses: torch.Tensor | None = None
+
+    def addresses(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, V) values -> (B, P, num_hashes) codebook rows of every field pair's cross id.
+
+        A polynomial hash modulo the Mersenne prime 2^31 - 1 of (pair, value i, value j), one per
+        (a, b, c): every intermediate stays below 2^63.
+        """
+        pair = torch.arange(self.num_pairs, device=values.device)
+        a, b = values[:, self.pair_i] % _PRIME, values[:, self.pair_j] % _PRIME  # (B, P)
+        h = (self.hash_a * (pair + 1).unsqueeze(-1) + self.hash_b) % _PRIME  # (P, hashes)
+        h = (h.unsqueeze(0) * self.hash_c + a.unsqueeze(-1) + 1) % _PRIME
+        h = (h * self.hash_c + b.unsqueeze(-1) + 1) % _PRIME
+        return h % self.num_rows
+
+    def forward(self, values: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        if values.ndim != 2 or values.shape[1] != self.num_fields:
+            raise ConfigError(f"expected values of shape (B, {self.num_fields}), got {tuple(values.shape)}",
+                              where="MemoNet", fix="pass FeatureBlock.discrete_fields output")
+        _check_fields(embeddings, self.num_fields, self.dim, "MemoNet")
+        rows = self.addresses(values)
+        self.last_addresses = rows.detach()
+        batch = values.shape[0]
+        if self.restore_gate is not None:  # attentive restoring: the pair's embeddings weigh each codeword
+            codewords = self.codebook(rows)  # (B, P, hashes, codeword_dim)
+            pair_embeddings = torch.cat([embeddings[:, self.pair_i], embeddings[:, self.pair_j]], dim=-1)
+            codewords = codewords * self.restore_gate(pair_embeddings).view_as(codewords)
+            crosses = self.restore(codewords.reshape(batch, self.num_pairs, -1))  # (B, P, dim)
+        else:
+            # Linear restoring W [c_1; ...; c_m] = sum_k W_k c_k: project the codebook once per hash
+            # (R x dim each) and sum the addressed rows in one bag, instead of B * P concatenations
+            # through the linear map; the same function, several times cheaper forward and backward.
+            weight = self.restore.weight.view(self.dim, self.num_hashes, self.codeword_dim)
+            projected = torch.einsum("rc,dkc->krd", self.codebook.weight, weight).reshape(-1, self.dim)
+            offsets = torch.arange(self.num_hashes, device=rows.device) * self.num_rows
+            # A gather and a sum, not embedding_bag: index_select's backward (index_add) skips the sort.
+            picked = projected.index_select(0, (rows + offsets).reshape(-1))
+            crosses = picked.view(batch, self.num_pairs, self.num_hashes, self.dim).sum(dim=2)
+        # One weight per cross: 0 when a value is missing (no cross), times the shrinking gate.
+        weight = ((values[:, self.pair_i] != 0) & (values[:, self.pair_j] != 0)).to(crosses.dtype)
+        if self.shrink_gate is not None:  # global attentive shrinking: a weight per cross
+            weight = weight * self.shrink_gate(embeddings.flatten(1))
+        shrunk = torch.matmul(self.membership, crosses * weight.unsqueeze(-1))  # (B, V, dim): each field's crosses
+        return self.output(torch.cat([shrunk.flatten(1), embeddings.flatten(1)], dim=1))

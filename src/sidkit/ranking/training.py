@@ -1,8 +1,11 @@
 """Training and prediction for the multi-task rankers.
 
 ``train_model`` minimizes the weighted sum of per-task binary cross-entropies with Adam, evaluates
-the validation split after every epoch, stops early on the mean validation AUC across tasks, and
-leaves the model holding its best-validation weights. ``predict`` gives per-task probabilities.
+the validation split after every epoch, and tracks two early-stopping scores: the validation AUC on
+all impressions, and its mean with the AUC on context-matched new items (validation's own held-out
+items), so that model choice can see cold-start quality. It stops when neither improved for
+``patience`` epochs and leaves the model holding the best weights of ``TrainConfig.select``. ``predict`` gives
+per-task probabilities.
 
 Speed on a few CPU cores comes from turning each split into index tensors once (no copies: the
 numpy arrays are shared), gathering a whole batch with one indexing op per input, and large
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,9 +26,13 @@ import torch.nn.functional as F
 from sidkit import distributed
 from sidkit.errors import ConfigError, DataError
 from sidkit.progress import Bar
-from sidkit.ranking.metrics import roc_auc
+from sidkit.ranking.metrics import grouped_auc, roc_auc
 from sidkit.ranking.models import MultiTaskRanker
-from sidkit.ranking.types import RankingData, RankingSplit
+from sidkit.ranking.types import MATCHED_SLICE, RankingData, RankingSplit
+
+#: What early stopping maximizes: the validation AUC on all impressions, or its mean with the AUC on
+#: context-matched new items (when validation has them).
+SELECTIONS: tuple[str, ...] = ("all", "all+new")
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,19 +45,24 @@ class TrainConfig:
         learning_rate: Adam step size.
         weight_decay: Adam L2 penalty (on every parameter, embeddings included).
         task_weights: task -> weight of its loss; tasks left out weigh 1.
-        patience: epochs without a better validation mean AUC before stopping.
+        patience: epochs in which no selection's validation score improved before stopping.
+        select: whose best weights are restored: ``all`` (default), the mean over tasks of the
+            validation AUC on all impressions; ``all+new``, its mean with the AUC on ``new-matched``
+            (the validation hold-out's new items; ``all`` alone when validation has none). Both are
+            tracked (``TrainResult.best_epochs``) and training lasts until neither improves.
         seed: seeds dropout and the shuffling of the training split.
         device: ``cpu``, ``cuda``, ``cuda:1``, ... (the model is moved there).
         eval_batch_size: impressions per step when predicting.
         progress: show a progress bar; None = when stderr is a terminal (see sidkit.progress).
     """
 
-    epochs: int = 4
+    epochs: int = 30
     batch_size: int = 2048
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     weight_decay: float = 0.0
     task_weights: Mapping[str, float] = field(default_factory=dict)
     patience: int = 2
+    select: str = "all"
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = 8192
@@ -64,6 +76,9 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}",
                               where="TrainConfig.learning_rate", fix="e.g. 1e-3")
+        if self.select not in SELECTIONS:
+            raise ConfigError(f"unknown selection {self.select!r}", where="TrainConfig.select",
+                              fix=f"use one of {', '.join(SELECTIONS)}")
         if self.weight_decay < 0:
             raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}", where="TrainConfig.weight_decay")
         bad = {task: w for task, w in self.task_weights.items() if not (math.isfinite(w) and w >= 0)}
@@ -80,9 +95,11 @@ class EpochRecord:
         epoch: 1-based epoch number.
         train_loss: mean weighted sum of task losses over the epoch's impressions.
         task_loss: task -> mean training binary cross-entropy.
-        valid_auc: task -> validation AUC, None when the task's validation labels hold one class.
+        valid_auc: task -> validation AUC on all impressions, None when the labels hold one class.
         valid_loss: task -> validation binary cross-entropy, None when the validation split is empty.
         valid_mean_auc: mean of the tasks' AUCs that exist, None when none does.
+        valid_new_auc: task -> validation AUC on ``new-matched`` (None without new items there).
+        score: what early stopping compared (see ``TrainConfig.select``).
         seconds: wall time of the training pass (validation excluded).
         impressions_per_second: training impressions / seconds.
     """
@@ -95,6 +112,8 @@ class EpochRecord:
     valid_mean_auc: float | None
     seconds: float
     impressions_per_second: float
+    valid_new_auc: dict[str, float | None] = field(default_factory=dict)
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,8 @@ class TrainResult:
             classes: then the best epoch is the one of lowest validation loss).
         history: one record per epoch run.
         stopped_early: True when patience ran out before ``epochs``.
+        best_epochs: selection (``all``, ``all+new``) -> its best epoch; training runs until neither
+            improved for ``patience`` epochs, so each is the optimum of its own rule.
         seconds: total wall time, validation included.
     """
 
@@ -115,6 +136,7 @@ class TrainResult:
     history: tuple[EpochRecord, ...]
     stopped_early: bool
     seconds: float
+    best_epochs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,6 +145,9 @@ class _SplitTensors:
     user_features: torch.Tensor  # (M, F)
     history: torch.Tensor  # (M, H)
     labels: torch.Tensor | None  # (M, K) in task order
+    main: np.ndarray | None = None  # (M,) bool, the "all" slice
+    matched: np.ndarray | None = None  # (M,) bool, the new-matched slice
+    group: np.ndarray | None = None  # (M,) int64 groups of new-matched
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
@@ -138,8 +163,11 @@ def _tensors(split: RankingSplit, tasks: Sequence[str] | None, device: torch.dev
     if tasks is not None:
         columns = [np.asarray(split.labels[task], dtype=np.float32) for task in tasks]
         labels = torch.from_numpy(np.stack(columns, axis=1)).to(device)
+    matched = split.slices.get(MATCHED_SLICE)
     return _SplitTensors(_as_index(split.item, device), _as_index(split.user_features, device),
-                         _as_index(split.history, device), labels)
+                         _as_index(split.history, device), labels, split.main,
+                         None if matched is None or not np.any(matched) else np.asarray(matched, dtype=bool),
+                         split.group)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -216,19 +244,30 @@ def predict(model: MultiTaskRanker, split: RankingSplit, batch_size: int = 8192)
 
 
 def _evaluate(model: MultiTaskRanker, tensors: _SplitTensors, batch_size: int, epoch: int
-              ) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """Validation AUC and binary cross-entropy per task (None for a one-class task / an empty split)."""
+              ) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
+    """Validation AUC on all impressions, binary cross-entropy, and AUC on new-matched, per task
+    (None for a one-class task, an empty split, or no new items)."""
     assert tensors.labels is not None
+    none = dict.fromkeys(model.tasks)
     if len(tensors) == 0:
-        return dict.fromkeys(model.tasks), dict.fromkeys(model.tasks)
+        return none, dict(none), dict(none)
     logits = _predict_logits(model, tensors, batch_size)
     if not torch.isfinite(logits).all():
         raise ConfigError(f"the model's validation outputs hold NaN or inf after epoch {epoch}",
                           where="train_model", fix="lower TrainConfig.learning_rate")
-    losses = F.binary_cross_entropy_with_logits(logits, tensors.labels, reduction="none").mean(dim=0).cpu()
+    main = np.ones(len(tensors), dtype=bool) if tensors.main is None else tensors.main
     labels, scores = tensors.labels.cpu().numpy(), logits.cpu().numpy()
-    auc = {task: roc_auc(labels[:, k], scores[:, k]) for k, task in enumerate(model.tasks)}
-    return auc, {task: float(losses[k]) for k, task in enumerate(model.tasks)}
+    if not main.any():
+        return none, dict(none), dict(none)
+    losses = F.binary_cross_entropy_with_logits(logits[torch.from_numpy(main)], tensors.labels[torch.from_numpy(main)],
+                                                reduction="none").mean(dim=0).cpu()
+    auc = {task: roc_auc(labels[main, k], scores[main, k]) for k, task in enumerate(model.tasks)}
+    new: dict[str, float | None] = dict(none)
+    if tensors.matched is not None and tensors.group is not None:
+        m = tensors.matched
+        new = {task: grouped_auc(labels[m, k], scores[m, k], tensors.group[m], weight="pairs")[0]
+               for k, task in enumerate(model.tasks)}
+    return auc, {task: float(losses[k]) for k, task in enumerate(model.tasks)}, new
 
 
 def _mean_auc(valid_auc: Mapping[str, float | None]) -> float | None:
@@ -236,20 +275,25 @@ def _mean_auc(valid_auc: Mapping[str, float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def _stopping_score(mean_auc: float | None, valid_loss: Mapping[str, float | None], epoch: int) -> float:
-    """Higher is better: the mean AUC; minus the mean loss when no task has both classes; else the epoch."""
+def _stopping_score(mean_auc: float | None, valid_loss: Mapping[str, float | None], epoch: int,
+                    new_auc: Mapping[str, float | None] | None = None) -> float:
+    """Higher is better: the mean AUC (averaged with the mean new-matched AUC when given); minus the mean
+    loss when no task has both classes; else the epoch."""
     if mean_auc is not None:
-        return mean_auc
+        new_mean = _mean_auc(new_auc or {})
+        return mean_auc if new_mean is None else 0.5 * (mean_auc + new_mean)
     losses = [value for value in valid_loss.values() if value is not None]
     return -float(np.mean(losses)) if losses else float(epoch)  # empty validation split: keep the last epoch
 
 
-def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig | None = None) -> TrainResult:
+def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig | None = None, *,
+                on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
     """Train ``model`` on ``data.train``, stop early on ``data.valid``, restore the best weights.
 
     The loss is sum_k w_k * BCE_k over the model's tasks (``config.task_weights``, default 1). After
     each epoch the validation mean AUC across tasks is compared with the best so far; ``patience``
     epochs without improvement stop training. The same seed gives the same weights (on CPU).
+    ``on_epoch`` receives each epoch's record as soon as it is done (for logs of long runs).
 
     Raises:
         DataError: a task of the model has no labels, or indices fall outside the model's tables.
@@ -288,7 +332,9 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
     rows, batch = len(train), config.batch_size
     steps = math.ceil(rows / batch)
     history: list[EpochRecord] = []
-    best_score, best_epoch, best_state = -math.inf, 0, None
+    best_scores = dict.fromkeys(SELECTIONS, -math.inf)
+    best_epochs = dict.fromkeys(SELECTIONS, 0)
+    best_state = None
     since_best = 0
     started = time.perf_counter()
     with Bar("training", config.epochs * steps, enabled=config.progress if parallel.is_main else False) as bar:
@@ -323,27 +369,35 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
             loss_sum = parallel.sum(loss_sum)
             seen = int(parallel.sum(torch.tensor(seen, device=device)))
             task_loss = (loss_sum / max(seen, 1)).cpu()
-            valid_auc, valid_loss = _evaluate(model, valid, config.eval_batch_size, epoch)
+            valid_auc, valid_loss, valid_new = _evaluate(model, valid, config.eval_batch_size, epoch)
             mean_auc = _mean_auc(valid_auc)
+            scores = {"all": _stopping_score(mean_auc, valid_loss, epoch),
+                      "all+new": _stopping_score(mean_auc, valid_loss, epoch, valid_new)}
             history.append(EpochRecord(
                 epoch=epoch, train_loss=float((task_loss * weights.cpu()).sum()),
                 task_loss={task: float(task_loss[k]) for k, task in enumerate(tasks)},
                 valid_auc=valid_auc, valid_loss=valid_loss, valid_mean_auc=mean_auc, seconds=seconds,
-                impressions_per_second=seen / seconds if seconds > 0 else float("inf")))
+                impressions_per_second=seen / seconds if seconds > 0 else float("inf"),
+                valid_new_auc=valid_new, score=scores[config.select]))
             bar.note(f"epoch {epoch} loss {history[-1].train_loss:.4f} valid auc "
                      f"{'n/a' if mean_auc is None else f'{mean_auc:.4f}'}")
-            score = _stopping_score(mean_auc, valid_loss, epoch)
-            if score > best_score:
-                best_score, best_epoch, since_best = score, epoch, 0
-                best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
-            else:
-                since_best += 1
-                if since_best >= config.patience:
-                    break
+            if on_epoch is not None and parallel.is_main:
+                on_epoch(history[-1])
+            improved = False
+            for name, score in scores.items():
+                if score > best_scores[name]:
+                    best_scores[name], best_epochs[name], improved = score, epoch, True
+                    if name == config.select:
+                        best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+            # Patience runs out only when no selection improved: every selection's optimum is in the run.
+            since_best = 0 if improved else since_best + 1
+            if since_best >= config.patience:
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    best_epoch = best_epochs[config.select]
     return TrainResult(best_epoch=best_epoch, best_valid_mean_auc=history[best_epoch - 1].valid_mean_auc,
-                       history=tuple(history), stopped_early=len(history) < config.epochs,
+                       history=tuple(history), stopped_early=len(history) < config.epochs, best_epochs=best_epochs,
                        seconds=time.perf_counter() - started)
 
