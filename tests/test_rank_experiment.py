@@ -246,6 +246,8 @@ def test_one_seed_says_seed_draws_no_interval_and_warns(tiny, tmp_path):
     importance = result.runs("hash")[0].importance
     assert importance is not None and importance["fields"][0] == "user id" and "like|click" in importance["tasks"]
     assert "## Permutation importance: hash" in summary
+    html = result.report_path.read_text()
+    assert "1 seed: means only, no interval" in html and "1 seeds" not in html
     assert "1 seed;" in summary and "1 seeds" not in summary and "±" not in summary.split("## Convergence")[0]
     assert any("epoch limit" in line for line in result.warnings)  # 1 epoch cannot show the optimum
     assert any("1 seed" in line for line in result.warnings)

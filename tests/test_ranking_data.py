@@ -476,3 +476,38 @@ def test_movielens_representations_are_size_matched_and_train_only(movielens, mo
     prefix = reps["sid-prefix"].tokens[:-1, 0]
     trained_rows = set(prefix[data.train_items].tolist())
     assert set(prefix[data.heldout_items].tolist()) <= trained_rows
+
+
+def test_context_columns_are_impression_features_that_negatives_inherit(tmp_path):
+    base = engagement_dataset(n_rows=500)
+    inter = base.interactions
+    rng = np.random.default_rng(2)
+    device = rng.choice(["phone", "tv", "web"], len(inter))
+    price = rng.normal(size=len(inter))
+    table_inter = Interactions(inter.user_ids, inter.item_ids, inter.timestamps, inter.ratings,
+                               context={"device": device, "price": price})
+    dataset = Dataset(base.catalog, table_inter, base.users)
+    # Context columns survive a dataset directory: not 0/1, so not labels.
+    save_dataset(dataset, tmp_path / "ds")
+    from sidkit.data.dataset import load_dataset
+
+    loaded = load_dataset(tmp_path / "ds")
+    assert set(loaded.interactions.context) == {"device", "price"} and "device" not in loaded.interactions.labels
+    with pytest.warns(UserWarning, match="context features are ignored: price"):
+        data = build_ranking_data(loaded, history=2, negatives=2, user_features=("gender",),
+                                  context_features=("device",))
+    assert data.user_field_names == ("user id", "gender", "context:device")
+    assert data.tasks == ("click", "like")  # context is never a task
+    for part in splits(data).values():
+        column = part.user_features[:, 2]
+        assert column.min() > 0 and column.max() < data.num_user_embeddings
+        # Every impression carries its engagement's device: a group shares one context row.
+        for group in np.unique(part.group)[:50]:
+            assert len(np.unique(column[part.group == group])) == 1
+    from sidkit.ranking.data import encode_context
+
+    rows = encode_context(data.user_encoding, {"device": device}, len(device))
+    train = data.train
+    assert np.array_equal(rows[train.group, 0], train.user_features[:, 2])
+    with pytest.raises(ConfigError, match="unknown context feature"):
+        build_ranking_data(loaded, context_features=("weather",))

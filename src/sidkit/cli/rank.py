@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sidkit.cli.app import DataDir, Device, OutDir, ProgressFlag, app, check_out_dir, console, use_progress
+from sidkit.cli.app import (
+    DataDir,
+    Device,
+    OutDir,
+    ProgressFlag,
+    Threads,
+    app,
+    check_out_dir,
+    console,
+    use_progress,
+    use_threads,
+)
 
 if TYPE_CHECKING:
     from sidkit.ranking.experiment import RankingExperiment
@@ -58,6 +69,8 @@ def rank(
     embedding_dim: Annotated[int, typer.Option(help="Width of every embedding.")] = 32,
     user_features: Annotated[str | None, typer.Option(help="users.parquet columns to use as user features "
                                                       "(default: every column but user_id and id-like ones).")] = None,
+    context_features: Annotated[str | None, typer.Option(help="interactions.parquet context columns (not ids, time, "
+                                                         "rating or 0/1 labels) to use (default: all).")] = None,
     tasks: Annotated[str | None, typer.Option(help="Label tasks to train (default: every task of the data).")] = None,
     max_users: Annotated[int | None, typer.Option(help="A random sample of this many users, for quick runs.")] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes; feature x seed runs go in parallel.")] = 1,
@@ -108,7 +121,8 @@ def rank(
                             negatives=negatives, item_holdout=item_holdout, valid_item_holdout=valid_item_holdout,
                             split=split, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                             patience=patience, select=select, embedding_dim=embedding_dim,
-                            user_features=_names(user_features), tasks=_names(tasks), max_users=max_users,
+                            user_features=_names(user_features), context_features=_names(context_features),
+                            tasks=_names(tasks), max_users=max_users,
                             device=device, jobs=jobs, threads=per_worker, save_models=save_models,
                             importance_repeats=importance)
     result = run_ranking(data, tokenizer, out, settings, report=report, overwrite=overwrite,
@@ -140,10 +154,12 @@ def predict_command(
     ranker: Annotated[Path, typer.Option("--ranker", help="A saved ranker: a directory under a rank run's models/ "
                                          "(config.json + weights.safetensors).")],
     impressions: Annotated[Path, typer.Option("--impressions", help="Parquet of impressions to score: user_id, "
-                                              "item_id, timestamp (other columns are copied through).")],
+                                              "item_id, timestamp, and the ranker's context columns (every "
+                                              "column is copied through).")],
     data: DataDir,
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write: the impressions plus one p_<task> "
                                       "column per task.")],
+    threads: Threads = None,
 ) -> None:
     """Score new impressions with a saved ranker; histories come from DIR's engagements before each time.
 
@@ -158,6 +174,7 @@ def predict_command(
     from sidkit.io import atomic_path
     from sidkit.ranking.saved import impressions_table_columns, load_ranker, score_impressions
 
+    use_threads(threads)
     if not impressions.is_file():
         raise DataError(f"{impressions} does not exist", where="--impressions", fix="pass a parquet file")
     try:
@@ -168,8 +185,9 @@ def predict_command(
     columns = impressions_table_columns(table)
     saved = load_ranker(ranker)
     dataset = load_dataset(data, embeddings=False)
+    context = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
     scores = score_impressions(saved, columns["user_id"], columns["item_id"], columns["timestamp"],
-                               engagements=dataset.interactions, users=dataset.users)
+                               engagements=dataset.interactions, users=dataset.users, context=context)
     for task, values in scores.items():
         table = table.append_column(f"p_{task}", pa.array(np.asarray(values, dtype=np.float32)))
     out.parent.mkdir(parents=True, exist_ok=True)

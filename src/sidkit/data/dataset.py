@@ -113,6 +113,7 @@ def _write_dataset_files(dataset: Dataset, out: Path) -> None:
     if inter.ratings is not None:
         columns["rating"] = inter.ratings
     columns.update(inter.labels)
+    columns.update(inter.context)
     _write_parquet(pa.table(columns), out / INTERACTIONS_FILE)
     if dataset.users is not None:
         _write_parquet(dataset.users, out / USERS_FILE)
@@ -186,7 +187,10 @@ def load_dataset(directory: str | os.PathLike[str], *, embeddings: bool = True,
 
 
 def interactions_from_table(table: pa.Table, *, where: str) -> Interactions:
-    """Build Interactions from a table with user_id, item_id, timestamp, and rating/label columns."""
+    """Build Interactions from a table with user_id, item_id, timestamp, and rating/label columns.
+
+    Other 0/1 columns are labels; any other column (text, or numbers beyond 0 and 1) is context.
+    """
     for required in ("user_id", "item_id", "timestamp"):
         if required not in table.column_names:
             raise DataError(f"column '{required}' is missing (columns: {table.column_names})", where=where,
@@ -196,8 +200,16 @@ def interactions_from_table(table: pa.Table, *, where: str) -> Interactions:
         return table.column(name).to_numpy(zero_copy_only=False)
 
     ratings = col("rating") if "rating" in table.column_names else None
-    labels = {n: col(n) for n in table.column_names if n not in _INTERACTION_CORE}
-    return Interactions(col("user_id"), col("item_id"), col("timestamp"), ratings, labels)
+    labels: dict[str, np.ndarray] = {}
+    context: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        if name in _INTERACTION_CORE:
+            continue
+        values = col(name)
+        # 0/1 columns are labels (tasks); any other column is context an impression carries.
+        binary = values.dtype.kind in "biuf" and bool(np.all((values == 0) | (values == 1)))
+        (labels if binary else context)[name] = values
+    return Interactions(col("user_id"), col("item_id"), col("timestamp"), ratings, labels, context)
 
 
 def load_embeddings(path: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:

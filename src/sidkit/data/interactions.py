@@ -64,6 +64,8 @@ class Interactions:
             timestamp columns keep their own unit; float times are truncated to integers.
         ratings: (M,) float32 explicit ratings, or None.
         labels: binary task labels such as ``click`` and ``like``, each (M,) int8 in {0, 1}.
+        context: other per-row columns (device, country, ...), each (M,) of any dtype: features an
+            impression carries, not labels.
     """
 
     user_ids: np.ndarray
@@ -71,6 +73,7 @@ class Interactions:
     timestamps: np.ndarray
     ratings: np.ndarray | None = None
     labels: Mapping[str, np.ndarray] = field(default_factory=dict)
+    context: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         users = as_id_array(self.user_ids, where="interactions.user_id")
@@ -101,6 +104,12 @@ class Interactions:
                                 fix="binarize the label column")
             labels[name] = label.astype(np.int8)
         object.__setattr__(self, "labels", labels)
+        context = {}
+        for name, values in self.context.items():
+            column = np.asarray(values)
+            check_length(column, len(users), where=f"interactions.{name}", against="user_id")
+            context[name] = column
+        object.__setattr__(self, "context", context)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -121,4 +130,5 @@ class Interactions:
             self.timestamps[rows],
             None if self.ratings is None else self.ratings[rows],
             {k: v[rows] for k, v in self.labels.items()},
+            {k: v[rows] for k, v in self.context.items()},
         )

@@ -82,7 +82,8 @@ def build_ranking_data(dataset: Dataset | str | os.PathLike[str], *, history: in
                        item_holdout: float = 0.2, valid_item_holdout: float = 0.1, seed: int = 0,
                        like_threshold: float = 4.0, negative_window: int = 1000, user_buckets: int | None = None,
                        max_users: int | None = None, user_features: Sequence[str] | None = None,
-                       numeric_buckets: int = 8, tasks: Sequence[str] | None = None) -> RankingData:
+                       numeric_buckets: int = 8, tasks: Sequence[str] | None = None,
+                       context_features: Sequence[str] | None = None) -> RankingData:
     """Build train, validation and test impressions from a dataset (or a dataset directory).
 
     Args:
@@ -102,12 +103,16 @@ def build_ranking_data(dataset: Dataset | str | os.PathLike[str], *, history: in
         max_users: keep a random sample of this many users (None: all), for quick runs.
         user_features: users.parquet columns to use; None uses every column but ``user_id`` and
             columns that only rename the user (one distinct value per user), with a warning for those.
-        numeric_buckets: quantile buckets of each numeric user feature.
+        numeric_buckets: quantile buckets of each numeric user or context feature.
         tasks: label tasks to train (None: every task the data have, ``click`` first).
+        context_features: interactions.parquet columns that are neither ids, time, rating nor 0/1
+            labels (device, country, ...), carried by each impression (a sampled negative carries its
+            engagement's); None uses every such column, () none.
 
     Returns:
         RankingData whose splits hold items as catalog rows, user features as rows of one user table
-        (user id first), and tasks (``click``, then ``like`` when there is a like signal, then other
+        (user id first, then user features, then context features), and tasks (``click``, then
+        ``like`` when there is a like signal, then other
         label columns).
 
     Raises:
@@ -175,9 +180,16 @@ def build_ranking_data(dataset: Dataset | str | os.PathLike[str], *, history: in
     dataset_users = dataset.users
     user_table, num_user_embeddings, field_names, encoding = _user_features(
         user_values, dataset_users, user_buckets, seed, user_features, numeric_buckets, notes)
+    context_table, num_user_embeddings, context_names, context_specs = _context_features(
+        {name: values[rows_in] for name, values in inter.context.items()}, len(items), context_features,
+        numeric_buckets, num_user_embeddings, notes)
+    encoding["context"] = context_specs
+    encoding["num_embeddings"] = num_user_embeddings
+    field_names = field_names + context_names
     splits: dict[str, RankingSplit] = {}
     for code, name in enumerate(SPLIT_NAMES):
-        splits[name] = _make_split(impressions, code, timelines[code], user_table, history=history, pad=num_items)
+        splits[name] = _make_split(impressions, code, timelines[code], user_table, context_table, history=history,
+                                   pad=num_items)
     if len(splits["train"]) == 0:
         raise DataError("the training split is empty", where="interactions",
                         fix="lower test_share / valid_share / item_holdout, or use more interactions")
@@ -469,13 +481,16 @@ def _concat(a: _Impressions, b: _Impressions) -> _Impressions:
 # ----- per split -----------------------------------------------------------------------------------
 
 
-def _make_split(imp: _Impressions, code: int, timeline: _Timeline, user_table: np.ndarray, *,
-                history: int, pad: int) -> RankingSplit:
+def _make_split(imp: _Impressions, code: int, timeline: _Timeline, user_table: np.ndarray,
+                context_table: np.ndarray, *, history: int, pad: int) -> RankingSplit:
     picked = np.flatnonzero(imp.split == code)
     picked = picked[np.lexsort((imp.order[picked], imp.time[picked]))]  # time order, then engagement order
     user, time = imp.user[picked], imp.time[picked]
     slices = {"all": ~imp.matched[picked]}
-    return RankingSplit(imp.item[picked].astype(np.int64), user_table[user],
+    features = user_table[user]
+    if context_table.shape[1]:  # an impression carries the context of the engagement it was drawn for
+        features = np.concatenate([features, context_table[imp.group[picked]]], axis=1)
+    return RankingSplit(imp.item[picked].astype(np.int64), features,
                         timeline.histories(user, time, length=history, pad=pad),
                         {task: values[picked] for task, values in imp.labels.items()},
                         time.astype(np.int64), user.astype(np.int64), slices, imp.group[picked].astype(np.int64))
@@ -604,6 +619,49 @@ def _user_features(user_values: np.ndarray, users: pa.Table | None, buckets: int
     encoding["fields"] = fields
     encoding["num_embeddings"] = offset + 1
     return np.column_stack(columns), offset + 1, tuple(names), encoding
+
+
+def _context_features(columns: Mapping[str, np.ndarray], rows: int, declared: Sequence[str] | None,
+                      numeric_buckets: int, offset: int, notes: list[str]
+                      ) -> tuple[np.ndarray, int, tuple[str, ...], list[dict[str, Any]]]:
+    """(rows, C) int64 user-table rows of the interactions' context columns (after ``offset`` rows of the
+    user table), the table's new size, field names ``context:NAME``, and their specs."""
+    available = list(columns)
+    if declared is None:
+        chosen = available
+    else:
+        chosen = [name.strip() for name in declared if name.strip()]
+        unknown = [name for name in chosen if name not in available]
+        if unknown:
+            raise ConfigError(f"unknown context feature(s) {unknown}; interactions.parquet has "
+                              f"{', '.join(available) or 'no context columns'}", where="context_features",
+                              fix="declare interactions.parquet columns that are not ids, time, rating or 0/1 labels")
+        left_out = [name for name in available if name not in chosen]
+        if left_out:
+            notes.append(f"interactions.parquet columns not declared as context features are ignored: "
+                         f"{', '.join(left_out)}")
+    out = np.zeros((rows, len(chosen)), dtype=np.int64)
+    specs = []
+    top = offset - 1  # the user table's last row; context rows follow it
+    for index, name in enumerate(chosen):
+        codes, size, spec = _column_codes(pa.chunked_array([pa.array(columns[name])]), numeric_buckets)
+        out[:, index] = np.where(codes > 0, codes + top, 0)
+        specs.append({"name": name, "offset": top, "size": size, **spec})
+        top += size
+    return out, top + 1, tuple(f"context:{name}" for name in chosen), specs
+
+
+def encode_context(encoding: Mapping[str, Any], columns: Mapping[str, np.ndarray], rows: int) -> np.ndarray:
+    """(rows, C) int64 user-table rows of context columns under a saved encoding (unknown values: 0)."""
+    specs = encoding.get("context", [])
+    out = np.zeros((rows, len(specs)), dtype=np.int64)
+    for index, spec in enumerate(specs):
+        if spec["name"] not in columns:
+            raise DataError(f"the impressions lack the ranker's context column {spec['name']!r}",
+                            where="impressions", fix=f"give a {spec['name']} column with each impression")
+        codes = _encode_column(pa.chunked_array([pa.array(np.asarray(columns[spec["name"]]))]), spec)
+        out[:, index] = np.where(codes > 0, codes + int(spec["offset"]), 0)
+    return out
 
 
 def encode_users(encoding: Mapping[str, Any], user_ids: np.ndarray, users: pa.Table | None) -> np.ndarray:

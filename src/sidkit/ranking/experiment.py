@@ -100,6 +100,8 @@ class RankSettings:
             are tracked and tested; ``RankingExperiment.with_selection`` gives the other one's tables.
         embedding_dim: width of every embedding.
         user_features: users.parquet columns used as user features; None: every column but the id.
+        context_features: interactions.parquet context columns (not ids, time, rating or 0/1 labels)
+            used as features of each impression; None: all of them.
         tasks: label tasks to train; None: every task of the data.
         max_users: a random sample of this many users (None: all), for quick runs.
         device: torch device.
@@ -128,6 +130,7 @@ class RankSettings:
     select: str = "all"
     embedding_dim: int = 32
     user_features: tuple[str, ...] | None = None
+    context_features: tuple[str, ...] | None = None
     tasks: tuple[str, ...] | None = None
     max_users: int | None = None
     device: str = "cpu"
@@ -138,7 +141,7 @@ class RankSettings:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for name in ("features", "sweep", "sweep_features", "user_features", "tasks"):
+        for name in ("features", "sweep", "sweep_features", "user_features", "context_features", "tasks"):
             if out[name] is not None:
                 out[name] = list(out[name])
         return out
@@ -802,7 +805,8 @@ def seed_data_settings(settings: RankSettings) -> dict[str, Any]:
     """The keyword arguments of :func:`build_ranking_data` that ``settings`` fix (the seed aside)."""
     return {"history": settings.history, "negatives": settings.negatives, "split": settings.split,
             "item_holdout": settings.item_holdout, "valid_item_holdout": settings.valid_item_holdout,
-            "user_features": settings.user_features, "tasks": settings.tasks, "max_users": settings.max_users}
+            "user_features": settings.user_features, "context_features": settings.context_features,
+            "tasks": settings.tasks, "max_users": settings.max_users}
 
 
 def _seed_data(job: _SeedJob, seed: int) -> tuple[Any, Any, np.ndarray]:
@@ -841,17 +845,19 @@ def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, 
     config = ModelConfig(embedding_dim=settings.embedding_dim, seed=seed)
     model = build_model(settings.model, rep, data.num_user_embeddings, data.tasks, config,
                         num_user_fields=int(data.train.user_features.shape[1]))
-    tested: list[RankingMetrics] = []  # test metrics after every epoch, so that each selection is tested
+    # Test metrics of every epoch that some selection may keep (one that set a best validation score).
+    tested: dict[int, RankingMetrics] = {}
 
-    def test_now(_record: Any) -> None:
-        tested.append(evaluate(data.test, predict(model, data.test), data.conditional))
+    def test_now(record: Any) -> None:
+        if record.improved:
+            tested[record.epoch] = evaluate(data.test, predict(model, data.test), data.conditional)
 
     result = train_model(model, data, TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
                                                   learning_rate=settings.learning_rate, patience=settings.patience,
                                                   select=settings.select, seed=seed, device=settings.device,
                                                   progress=False), on_epoch=test_now)
     metrics = evaluate(data.test, predict(model, data.test), data.conditional)
-    by_selection = {name: (epoch, tested[epoch - 1]) for name, epoch in result.best_epochs.items() if epoch > 0}
+    by_selection = {name: (epoch, tested[epoch]) for name, epoch in result.best_epochs.items() if epoch in tested}
     info = _feature_info(entry, rep, settings, model)
     if settings.save_models:
         from sidkit.ranking.saved import save_ranker

@@ -129,7 +129,8 @@ def load_ranker(path: str | os.PathLike[str]) -> SavedRanker:
 
 
 def score_impressions(ranker: SavedRanker, user_ids: np.ndarray, item_ids: np.ndarray, times: np.ndarray, *,
-                      engagements: Any, users: Any = None, batch_size: int = 8192) -> dict[str, np.ndarray]:
+                      engagements: Any, users: Any = None, context: Mapping[str, np.ndarray] | None = None,
+                      batch_size: int = 8192) -> dict[str, np.ndarray]:
     """Task -> (n,) probabilities of n impressions given as raw ids and times.
 
     Args:
@@ -138,11 +139,12 @@ def score_impressions(ranker: SavedRanker, user_ids: np.ndarray, item_ids: np.nd
         engagements: Interactions whose engaged rows (all rows, or ``click == 1``) give each user's
             history: the last H engaged items strictly before each impression's time.
         users: users.parquet as a pyarrow Table when the ranker uses user features.
+        context: column name -> (n,) values, when the ranker uses context features.
 
     Raises:
         DataError: items outside the ranker's catalog, or lengths that differ.
     """
-    from sidkit.ranking.data import _dense_codes, _Timeline, encode_users
+    from sidkit.ranking.data import _dense_codes, _Timeline, encode_context, encode_users
     from sidkit.ranking.training import predict
     from sidkit.ranking.types import RankingSplit
 
@@ -151,7 +153,10 @@ def score_impressions(ranker: SavedRanker, user_ids: np.ndarray, item_ids: np.nd
         raise DataError(f"{len(users_in)} user ids, {len(items_in)} item ids and {len(times_in)} times differ in "
                         "length", where="impressions", fix="give one user id, item id and time per impression")
     rows = _rows_of(ranker.item_ids, items_in)
-    features = encode_users(ranker.config["user_encoding"], users_in, users)
+    encoding = ranker.config["user_encoding"]
+    features = encode_users(encoding, users_in, users)
+    if encoding.get("context"):
+        features = np.concatenate([features, encode_context(encoding, context or {}, len(users_in))], axis=1)
     eng_items = _rows_of(ranker.item_ids, engagements.item_ids, strict=False)
     click = engagements.labels.get("click")
     engaged = (eng_items >= 0) if click is None else (eng_items >= 0) & (click == 1)

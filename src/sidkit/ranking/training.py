@@ -100,6 +100,7 @@ class EpochRecord:
         valid_mean_auc: mean of the tasks' AUCs that exist, None when none does.
         valid_new_auc: task -> validation AUC on ``new-matched`` (None without new items there).
         score: what early stopping compared (see ``TrainConfig.select``).
+        improved: the selections (``all``, ``all+new``) whose best score this epoch set.
         seconds: wall time of the training pass (validation excluded).
         impressions_per_second: training impressions / seconds.
     """
@@ -114,6 +115,7 @@ class EpochRecord:
     impressions_per_second: float
     valid_new_auc: dict[str, float | None] = field(default_factory=dict)
     score: float | None = None
+    improved: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -373,24 +375,23 @@ def train_model(model: MultiTaskRanker, data: RankingData, config: TrainConfig |
             mean_auc = _mean_auc(valid_auc)
             scores = {"all": _stopping_score(mean_auc, valid_loss, epoch),
                       "all+new": _stopping_score(mean_auc, valid_loss, epoch, valid_new)}
+            improved = tuple(name for name, score in scores.items() if score > best_scores[name])
             history.append(EpochRecord(
                 epoch=epoch, train_loss=float((task_loss * weights.cpu()).sum()),
                 task_loss={task: float(task_loss[k]) for k, task in enumerate(tasks)},
                 valid_auc=valid_auc, valid_loss=valid_loss, valid_mean_auc=mean_auc, seconds=seconds,
                 impressions_per_second=seen / seconds if seconds > 0 else float("inf"),
-                valid_new_auc=valid_new, score=scores[config.select]))
+                valid_new_auc=valid_new, score=scores[config.select], improved=improved))
             bar.note(f"epoch {epoch} loss {history[-1].train_loss:.4f} valid auc "
                      f"{'n/a' if mean_auc is None else f'{mean_auc:.4f}'}")
             if on_epoch is not None and parallel.is_main:
                 on_epoch(history[-1])
-            improved = False
-            for name, score in scores.items():
-                if score > best_scores[name]:
-                    best_scores[name], best_epochs[name], improved = score, epoch, True
-                    if name == config.select:
-                        best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+            for name in improved:
+                best_scores[name], best_epochs[name] = scores[name], epoch
+                if name == config.select:
+                    best_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
             # Patience runs out only when no selection improved: every selection's optimum is in the run.
-            since_best = 0 if improved else since_best + 1
+            since_best = 0 if history[-1].improved else since_best + 1
             if since_best >= config.patience:
                 break
     if best_state is not None:
