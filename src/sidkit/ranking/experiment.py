@@ -46,11 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from sidkit.checks import check_float, check_int
 from sidkit.errors import ConfigError, DataError
 from sidkit.features.representations import build_representation, parse_representation
 from sidkit.features.types import ItemRepresentation
 from sidkit.ids import SemanticIds
-from sidkit.checks import check_float, check_int
 from sidkit.io import atomic_dir, staging_dir, write_json, write_text
 from sidkit.ranking.data import SPLITS, build_ranking_data, ranking_summary, training_item_counts
 from sidkit.ranking.metrics import AggregateMetrics, MeanCI, RankingMetrics, aggregate, evaluate, mean_ci
