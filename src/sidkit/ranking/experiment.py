@@ -543,9 +543,9 @@ def _check_settings(settings: RankSettings) -> None:
     if settings.select not in SELECTIONS:
         raise ConfigError(f"unknown selection {settings.select!r}", where="--select",
                           fix=f"use one of {', '.join(SELECTIONS)}")
-    for name in ("seeds", "epochs", "batch_size", "jobs", "threads", "embedding_dim", "patience", "negatives"):
+    for name in ("seeds", "epochs", "batch_size", "jobs", "threads", "embedding_dim", "patience", "negatives",
+                 "history"):
         check_int(getattr(settings, name), where=f"--{name.replace('_', '-')}")
-    check_int(settings.history, where="--history", low=0)
     check_float(settings.learning_rate, where="--learning-rate", low=0, low_open=True, fix="pass e.g. 3e-3")
     for name in ("item_holdout", "valid_item_holdout"):
         check_float(getattr(settings, name), where=f"--{name.replace('_', '-')}", low=0, high=1, high_open=True,
