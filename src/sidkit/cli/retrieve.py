@@ -52,10 +52,10 @@ def retrieve(
                                                       "sidkit compare's).")] = None,
     tokenizer_epochs: Annotated[int | None, typer.Option(help="Epochs of fitted neural tokenizers (default: "
                                                          "theirs, early-stopped).")] = None,
-    tiger_epochs: Annotated[int, typer.Option(help="Most tiger epochs (early stopping on validation Recall@10).")] = 40,
-    windows_per_user: Annotated[int, typer.Option(help="Tiger training examples per user per epoch.")] = 8,
+    tiger_epochs: Annotated[int, typer.Option(help="Most tiger epochs (early stopping on validation Recall@10).")] = 30,
+    windows_per_user: Annotated[int, typer.Option(help="Tiger training windows per user per epoch.")] = 4,
     sasrec_epochs: Annotated[int, typer.Option(help="Most sasrec epochs (early stopping on validation "
-                                               "Recall@10).")] = 100,
+                                               "Recall@10).")] = 12,
     precision: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (autocast).")] = "auto",
     threads: Threads = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
