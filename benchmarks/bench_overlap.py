@@ -1,6 +1,6 @@
 """Empirical O_pi at scale: 1M items x 64 dims, 8 noise draws, a 3 x 256 RQ-KMeans.
 
-Run: .venv/bin/python benchmarks/bench_overlap.py                  (1M items, the acceptance setting)
+Run: .venv/bin/python benchmarks/bench_overlap.py --threads 2      (1M items, the acceptance setting)
      .venv/bin/python benchmarks/bench_overlap.py --items 100000   (quick)
 
 On a shared machine wall time depends on the other jobs, so the CPU time of the process is printed
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sidkit.diagnostics.overlap import expected_overlap
+from sidkit.threads import set_threads
 from sidkit.tokenizers.kmeans import affine_scores
 from sidkit.tokenizers.rq_kmeans import RQKMeans
 
@@ -70,9 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rho", type=float, default=0.1)
     parser.add_argument("--by", default="level,depth", help="level, depth, or level,depth")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: sidkit's, OMP_NUM_THREADS or the physical cores)")
     parser.add_argument("--estimator-cost", action="store_true",
                         help="also time the estimator's counts against plug-in counts on the same draws")
     args = parser.parse_args(argv)
+    set_threads(args.threads)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     x = mixture(args.items, args.dim, 256, args.seed)
