@@ -13,7 +13,9 @@ from sidkit.tokenizers.kmeans import (
     balanced_assign,
     kmeans,
     kmeans_plus_plus,
+    lloyd_bfloat16,
     nearest_centers,
+    row_max,
 )
 
 
@@ -33,7 +35,7 @@ def potential(points: torch.Tensor, centers: torch.Tensor) -> float:
 
 def test_objective_never_increases() -> None:
     points, _ = mixture(3000, 40, 16, spread=3.0, seed=0)
-    result = kmeans(points, 30, max_iter=40, tol=0, seed=1)
+    result = kmeans(points, 30, max_iter=40, tol=0, seed=1, bfloat16=False)  # exact Lloyd: monotone
     history = np.array(result.objective)
     assert len(history) >= 3
     assert np.all(np.diff(history) <= 1e-5 * history[:-1])
@@ -165,3 +167,66 @@ def test_default_gemm_path_gives_the_same_assignment(monkeypatch: pytest.MonkeyP
     finally:
         monkeypatch.delenv("SIDKIT_ONEDNN")
         module._onednn_linear_works.cache_clear()
+
+
+def test_row_max_is_torch_max_with_ties_to_the_lowest_index() -> None:
+    scores = torch.randn(500, 64, generator=torch.Generator().manual_seed(0))
+    scores[:, 7] = scores[:, 30] = 9.0  # a tie in every row
+    scores[3] = 0.0  # a row of ties
+    values, index = torch.empty(500), torch.empty(500, dtype=torch.int64)
+    row_max(scores, values, index)
+    assert torch.equal(index[4:], torch.full((496,), 7)) and int(index[3]) == 0
+    assert torch.equal(values, scores.max(1).values)
+
+
+def test_bfloat16_lloyd_ends_with_the_exact_assignment_and_objective() -> None:
+    points, _ = mixture(5000, 40, 24, spread=3.0, seed=4)
+    x = torch.from_numpy(points)
+    low = kmeans(points, 32, seed=0, bfloat16=True)
+    exact_index, exact_dist = nearest_centers(x, low.centers)
+    assert torch.equal(low.assignment, exact_index)
+    assert low.objective[-1] == pytest.approx(float(exact_dist.double().mean()), rel=1e-6)
+    assert low.bfloat16
+    # The objectives of the bfloat16 passes come from per-centre sums: they must equal the direct ones
+    # for the same assignment, and the result must be as good as exact Lloyd's.
+    exact = kmeans(points, 32, seed=0, bfloat16=False)
+    assert not exact.bfloat16
+    assert low.objective[-1] == pytest.approx(exact.objective[-1], rel=0.01)
+
+
+def test_objective_from_centre_sums_equals_the_direct_mean() -> None:
+    from sidkit.tokenizers.kmeans import _assign_and_sum
+    from sidkit.workers import blocks
+
+    points, _ = mixture(3000, 20, 12, spread=2.0, seed=5)
+    x = torch.from_numpy(points)
+    centers = x[:20].clone() + 0.1
+    point_sq = x.square().sum(1)
+    index, _, sums, counts, objective = _assign_and_sum(x, centers, point_sq, blocks(3000, 700), x.bfloat16())
+    direct = ((x.double() - centers.double()[index]) ** 2).sum(1).mean()
+    assert objective == pytest.approx(float(direct), rel=1e-6)  # float32 sums
+    assert torch.equal(counts, torch.bincount(index, minlength=20))
+    assert torch.allclose(sums, torch.zeros(20, 12).index_add_(0, index, x), atol=1e-4)
+
+
+def test_seeding_from_the_gram_matrix_matches_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sidkit.tokenizers.kmeans as km
+
+    points, _ = mixture(3000, 30, 16, spread=0.5, seed=6)
+    x = torch.from_numpy(points)
+    with_gram = kmeans_plus_plus(x, 30, generator=torch.Generator().manual_seed(1))
+    monkeypatch.setattr(km, "GRAM_MAX_POINTS", 0)
+    streamed = kmeans_plus_plus(x, 30, generator=torch.Generator().manual_seed(1))
+    # Both pick actual points, with the same potential.
+    assert potential(x, with_gram) == pytest.approx(potential(x, streamed), rel=0.05)
+    for seeds in (with_gram, streamed):
+        assert bool((seeds[:, None, :] == x[None]).all(-1).any(1).all())
+
+
+def test_lloyd_bfloat16_default_follows_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    lloyd_bfloat16.cache_clear()
+    monkeypatch.setenv("SIDKIT_LLOYD_BF16", "0")
+    try:
+        assert not lloyd_bfloat16(torch.device("cpu"))
+    finally:
+        lloyd_bfloat16.cache_clear()

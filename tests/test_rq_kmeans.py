@@ -210,3 +210,29 @@ def test_load_into_the_wrong_class_fails(fitted: RQKMeans, tmp_path: Path) -> No
     path = fitted.save(tmp_path / "model")
     with pytest.raises(DataError, match="holds a RQKMeans, not a Other"):
         Other.load(path)  # type: ignore[type-abstract]
+
+
+def test_fit_work_counts_what_the_fit_did(data: np.ndarray) -> None:
+    model = RQKMeans(levels=3, codebook_size=16, max_iter=7, refine_passes=2, fit_sample=1500, seed=0).fit(data)
+    work = model.fit_work
+    assert work is not None and work.training_rows == 1500
+    assert work.seeding_rows == (32 * 16,) * 3
+    assert all(0 <= it <= 7 for it in work.lloyd_iterations)
+    # one scoring pass per iteration plus the convergence test, plus the exact final one in bfloat16
+    assert all(p == it + 1 + int(work.bfloat16) for p, it in zip(work.assignment_passes, work.lloyd_iterations,
+                                                                  strict=True))
+    assert 1 <= work.refine_rounds <= 2
+
+
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_bfloat16_scoring_changes_speed_not_exactness(data: np.ndarray, bfloat16: bool) -> None:
+    model = RQKMeans(levels=3, codebook_size=16, bfloat16=bfloat16, seed=0).fit(data)
+    assert model.get_config()["bfloat16"] is bfloat16
+    codes = model.encode(data).codes
+    assert np.array_equal(codes, residual_walk_float64(data, [c.numpy() for c in model.codebooks]))
+    reference = RQKMeans(levels=3, codebook_size=16, bfloat16=False, seed=0).fit(data)
+    error = float(((data - model.decode(codes)) ** 2).sum(1).mean())
+    base = float(((data - reference.decode(reference.encode(data))) ** 2).sum(1).mean())
+    assert error == pytest.approx(base, rel=0.02)
+    with pytest.raises(ConfigError, match="bfloat16"):
+        RQKMeans(bfloat16="yes")  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ import torch
 T = TypeVar("T")
 
 # Fewest rows per block: below this, oneDNN's GEMMs lose efficiency and Python overhead per block shows.
-MIN_BLOCK_ROWS = 1024
+MIN_BLOCK_ROWS = 2048
 # Blocks per pass to aim for, so that a slowed thread's last block holds the others up little.
 TARGET_BLOCKS = 16
 
