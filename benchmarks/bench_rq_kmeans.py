@@ -262,6 +262,23 @@ def _pairs(results: list[dict[str, Any]], data: str, n: int,
     return list(zip(mine, theirs, strict=False))
 
 
+def _read_results(path: str | None) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Measurements a previous run of the same command appended to ``path``, by (task, data, N, threads, round)."""
+    if path is None or not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return {(r["task"], r["data"], r["n"], r["threads"], r["round"]): r for r in rows}
+
+
+def _append_result(path: str | None, result: dict[str, Any]) -> None:
+    if path is not None:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(result) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000, 500000])
@@ -272,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--semantic-id", action="store_true", help="also semantic-id, once per data set at the "
                         "smallest size (10 sklearn inits x up to 100 iterations: tens of minutes)")
     parser.add_argument("--json", help="write every measurement to this file")
+    parser.add_argument("--results", help="append each measurement to this JSON-lines file as it finishes, and "
+                        "skip the ones it already holds (a killed run resumes where it stopped)")
     parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -280,19 +299,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"command: .venv/bin/python benchmarks/bench_rq_kmeans.py {' '.join(argv or sys.argv[1:])}".rstrip())
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
+    done = _read_results(args.results)
     results: list[dict[str, Any]] = []
     rates: dict[int, dict[str, float]] = {}
+
+    def run(task: str, data: str, n: int, threads: int, round_: int) -> dict[str, Any]:
+        key = (task, data, n, threads, round_)
+        if key in done:
+            return done[key]
+        result = measure(task, data, n, threads, args.repeats)
+        result["round"] = round_
+        _append_result(args.results, result)
+        return result
+
     for round_ in range(args.rounds):
         for threads in args.threads:
-            gemm = measure("gemm", "public", 0, threads, 0)
+            gemm = run("gemm", "public", 0, threads, round_)
             rates[threads] = {k: max(v, rates.get(threads, {}).get(k, 0.0)) for k, v in gemm.items()
-                              if isinstance(v, float) and k not in ("task", "data", "n", "threads")}
+                              if isinstance(v, float) and k not in ("task", "data", "n", "threads", "round")}
         for data in args.data:
             for n in args.sizes:
                 for threads in args.threads:
                     order = ("sidkit", "faiss") if (round_ + n // 1000 + threads) % 2 == 0 else ("faiss", "sidkit")
                     for task in order:
-                        results.append(measure(task, data, n, threads, args.repeats))
+                        results.append(run(task, data, n, threads, round_))
                         r = results[-1]
                         print(f"round {round_} {task:6s} {data} {n:,} x{threads}: fit {r['fit_wall']:.2f} s "
                               f"({r['fit_cpu']:.2f} CPU), encode {n / r['encode_wall']:,.0f}/s "
