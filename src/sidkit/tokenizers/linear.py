@@ -136,7 +136,9 @@ class _FusedMLP(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, dtype: torch.dtype, layers: int, *params: torch.Tensor) -> torch.Tensor:
         weights = [w.to(dtype) for w in params[:layers]]
-        biases = [b.to(dtype) for b in params[layers:]]
+        # The biases stay float32: oneDNN adds a float32 bias to the float32 accumulator of a
+        # bfloat16 GEMM before rounding, so no conversions and no rounding of the bias.
+        biases = list(params[layers:])
         hidden = x.to(dtype).contiguous()
         inputs = []
         for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
