@@ -62,6 +62,20 @@ def test_a_full_disk_while_writing_is_a_storage_error_naming_the_output(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_write_removes_the_folders_it_made_and_keeps_those_that_were_there(tmp_path):
+    (tmp_path / "kept").mkdir()
+    for target in (tmp_path / "kept" / "new" / "deeper" / "f.txt", tmp_path / "new" / "f.txt"):
+        with pytest.raises(StorageError, match="disk is full"), atomic_path(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    for target in (tmp_path / "kept" / "new" / "run", tmp_path / "new" / "run"):
+        for resumable in (False, True):
+            with pytest.raises(StorageError, match="disk is full"), atomic_dir(target, resumable=resumable):
+                raise OSError(errno.ENOSPC, "No space left on device")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["kept"]
+    write_text(tmp_path / "new" / "f.txt", "made when the write succeeds")
+    assert (tmp_path / "new" / "f.txt").is_file()
+
+
 def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)

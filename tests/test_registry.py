@@ -300,6 +300,19 @@ def test_a_damaged_registry_is_a_clear_error_for_lookup_and_assign(catalog, mode
         assert "damaged" in cli_error(capsys, args)
 
 
+def test_lookup_leaves_the_folder_as_it_was(catalog, model, tmp_path, capsys):
+    """A lookup, good or failed, writes nothing beside the registry (not even SQLite's WAL files)."""
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.sqlite"]
+    before = path.read_bytes()
+    assert len(lookup(path, range(10))) == 10
+    damage(path, *DAMAGE["items table missing"])
+    damaged = path.read_bytes()
+    assert "damaged" in cli_error(capsys, ["lookup", "--registry", str(path), "1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.sqlite"] and path.read_bytes() == damaged != before
+
+
 def test_corrupted_pages_are_a_clear_error(catalog, model, tmp_path, capsys):
     path = tmp_path / "r.sqlite"
     small_registry(catalog, model, path, rows=2000)

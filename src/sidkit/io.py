@@ -157,7 +157,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     A full disk while writing becomes a :class:`StorageError` naming ``path``.
     """
     target = Path(path)
-    _make_parent(target)
+    made = make_parent(target)
     if target.is_dir():
         raise StorageError(f"{target} is a directory, and the output is a file", where=str(target),
                            fix=f"pass a file path, e.g. {target / 'out'}{target.suffix or ''}")
@@ -166,6 +166,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         fd, tmp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{_owner()}.", suffix=_TEMP_SUFFIX,
                                         dir=target.parent)
     except OSError as error:
+        remove_made(made)
         raise storage_error(error, target) from None
     os.close(fd)
     tmp = Path(tmp_name)
@@ -176,6 +177,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
     except BaseException as error:
         _remove(tmp)
+        remove_made(made)  # a failed write leaves no folders of its own behind either
         if isinstance(error, OSError) and not isinstance(error, SidkitError) and _about_space(error):
             raise storage_error(error, target) from None
         raise
@@ -187,11 +189,26 @@ def _about_space(error: BaseException) -> bool:
     return os_errno(error) in (*_NO_SPACE, errno.EROFS)
 
 
-def _make_parent(target: Path) -> None:
+def make_parent(target: Path) -> list[Path]:
+    """Create the missing folders above ``target``; returns those it created, deepest first."""
+    missing = []
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        remove_made(missing)
         raise storage_error(error, target.parent) from None
+    return missing
+
+
+def remove_made(folders: list[Path]) -> None:
+    """Remove the folders a failed write created (deepest first), as long as they are empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -284,7 +301,7 @@ def atomic_dir(path: str | os.PathLike[str], *, replaceable: Callable[[Path], bo
     if replaceable is not None and target.is_dir() and not is_empty_dir(target) and not replaceable(target):
         raise StorageError(f"{target} exists and is not a {what} that sidkit wrote, so it is not replaced",
                            where=str(target), fix=fix or "pass a new or empty directory, or remove this one")
-    _make_parent(target)
+    made = make_parent(target)
     clean_stale(target)
     try:
         tmp = _claim_staging(target) if resumable else Path(tempfile.mkdtemp(
@@ -293,6 +310,7 @@ def atomic_dir(path: str | os.PathLike[str], *, replaceable: Callable[[Path], bo
         if keep_existing and target.is_dir():
             _link_tree(target, tmp)
     except OSError as error:
+        remove_made(made)
         raise storage_error(error, target) from None
     try:
         yield tmp
@@ -305,6 +323,7 @@ def atomic_dir(path: str | os.PathLike[str], *, replaceable: Callable[[Path], bo
             _remove_if_empty(tmp)  # and nothing stays where nothing was finished
         else:
             _remove(tmp)
+        remove_made(made)
         if isinstance(error, OSError) and not isinstance(error, SidkitError) and _about_space(error):
             raise storage_error(error, target) from None
         raise

@@ -38,7 +38,7 @@ import numpy as np
 from sidkit import __version__
 from sidkit.data.validation import as_id_array
 from sidkit.errors import ConfigError, DataError, SidkitError, StorageError, storage_error
-from sidkit.io import check_output_path
+from sidkit.io import check_output_path, make_parent, remove_made
 from sidkit.progress import Bar
 from sidkit.stream.source import DEFAULT_CHUNK_ROWS, Chunk, EmbeddingSource, check_chunk_rows
 from sidkit.tokenizers.base import CONFIG_FILE, WEIGHTS_FILE, Tokenizer, load_tokenizer
@@ -125,8 +125,7 @@ class SidRegistry:
                             fix="create it with `sidkit assign --model MODEL --registry PATH --data DIR`")
         if not readonly:
             check_output_path(self.path, directory=False)
-            with _sqlite_errors(self.path, "create"):
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_parent(self.path)
         with _sqlite_errors(self.path, "read" if readonly else "open"):
             self._db = _open_readonly(self.path, timeout) if readonly else sqlite3.connect(
                 os.path.abspath(self.path), timeout=timeout, isolation_level=None)  # absolute: never a URI
@@ -429,15 +428,19 @@ def assign(registry: str | os.PathLike[str], model_dir: str | os.PathLike[str],
         chunks = chunks.chunks(check_chunk_rows(chunk_rows))
     path = Path(registry)
     created = not path.exists()
+    if created:
+        check_output_path(path, directory=False)  # before any folder is made for it
+    made = make_parent(path) if created else []
     try:
         with SidRegistry(path) as opened:
             return opened.assign(tokenizer, fingerprint, chunks, total_rows=total, on_chunk=on_chunk,
                                  progress=progress)
     except BaseException:
-        if created:  # a first assign that failed leaves no registry behind
+        if created:  # a first assign that failed leaves no registry behind, nor the folders made for it
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+            remove_made(made)
         raise
 
 
@@ -533,7 +536,14 @@ def _is_foreign_file(path: Path) -> bool:
 def _open_readonly(path: Path, timeout: float) -> sqlite3.Connection:
     """A read-only connection, on read-only media too (where SQLite cannot make the WAL index file)."""
     absolute = Path(os.path.abspath(path))
-    uri = f"file:{urllib.parse.quote(str(absolute))}?mode=ro"
+    quoted = urllib.parse.quote(str(absolute))
+    if os.access(absolute, os.W_OK) and os.access(absolute.parent, os.W_OK | os.X_OK):
+        # Where the file could be written, a read-write connection that refuses writes (query_only): as
+        # the last one to close, it removes the WAL files, which a read-only connection leaves behind.
+        db = sqlite3.connect(f"file:{quoted}?mode=rw", uri=True, timeout=timeout, isolation_level=None)
+        db.execute("PRAGMA query_only = ON")
+        return db
+    uri = f"file:{quoted}?mode=ro"
     db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     try:
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
