@@ -34,7 +34,7 @@ def test_the_checks_accept_what_they_should():
 
 @pytest.mark.parametrize(("levels", "size", "words"), [
     (0, 4, "levels must be an integer from 1 to 64"), (MAX_LEVELS + 1, 4, "from 1 to 64"), (2**70, 4, "from 1 to"),
-    (2, 1, "codebook_size must be an integer at least 2"), (2, 0, "at least 2"), (2, 2**70, "at least 2"),
+    (2, 1, "codebook_size must be an integer at least 2"), (2, 0, "at least 2"), (2, 2**70, "too large"),
     (2, [4], "1 codebook sizes for 2 levels"), (2, "4", "one integer per level"),
 ])
 def test_levels_and_codebook_sizes_are_checked_the_same_everywhere(levels, size, words):
@@ -50,6 +50,12 @@ def test_neural_sizes_are_checked(name, value):
     with pytest.raises(ConfigError, match=name) as caught:
         make_tokenizer("rq-vae", levels=2, codebook_size=4, **{name: value})
     assert caught.value.fix
+
+
+def test_a_size_past_the_ceiling_says_it_cannot_be_held_in_memory():
+    with pytest.raises(ConfigError, match=r"latent_dim = 1000000000000 is too large.*memory") as caught:
+        make_tokenizer("rq-vae", levels=2, codebook_size=4, latent_dim=10**12)
+    assert "smaller latent_dim" in caught.value.fix
 
 
 @pytest.fixture(scope="module")

@@ -33,9 +33,14 @@ def check_seed(seed: Any, *, where: str = "seed") -> int:
 
 def check_int(value: Any, *, where: str, low: int = 1, high: int = MAX_SIZE, fix: str | None = None) -> int:
     """``value`` as an int in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+    name = where.lstrip('-').replace('-', '_')
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if is_int and value > high == MAX_SIZE:  # say why there is a ceiling at all
+        raise ConfigError(f"{name} = {_shown(value)} is too large: past {MAX_SIZE} the arrays it sizes cannot be "
+                          "held in memory", where=where, fix=f"pass a smaller {name} (at most {MAX_SIZE})")
+    if not is_int or not low <= value <= high:
         span = f"at least {low}" if high == MAX_SIZE else f"from {low} to {high}"
-        raise ConfigError(f"{where.lstrip('-').replace('-', '_')} must be an integer {span}, got {_shown(value)}",
+        raise ConfigError(f"{name} must be an integer {span}, got {_shown(value)}",
                           where=where, fix=fix or f"pass an integer {span}")
     return int(value)
 
