@@ -72,7 +72,9 @@ def test_a_bad_npy_is_one_line_in_every_command_and_writes_nothing(tmp_path, cap
     bad = str(tmp_path / "bad.npy")
     for args in (["fit", "--levels", "1", "--codebook-size", "4", "--embeddings", bad, "--out", str(tmp_path / "m2")],
                  ["encode", "--model", str(tmp_path / "m"), "--embeddings", bad, "--out", str(tmp_path / "c.npy")],
-                 ["diagnose", "--model", str(tmp_path / "m"), "--embeddings", bad]):
+                 ["diagnose", "--model", str(tmp_path / "m"), "--embeddings", bad],
+                 ["assign", "--model", str(tmp_path / "m"), "--embeddings", bad,
+                  "--registry", str(tmp_path / "r.sqlite")]):
         assert main(args) == 2
         assert "truncated" in one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npy", "good.npy", "m"]

@@ -408,3 +408,68 @@ def test_lookup_works_on_read_only_media(catalog, model, tmp_path, capsys):
         assert "read-only" in err or "permission denied" in err
     finally:
         undo()
+
+
+def test_sql_in_item_ids_stays_data(catalog, model, tmp_path):
+    ids = ["1'); DROP TABLE items; --", "x\" OR 1=1 --", "'; DELETE FROM meta; --", "plain"]
+    path = tmp_path / "r.sqlite"
+    assert assign(path, model, chunks(catalog[:4], np.array(ids, dtype=object))).added == 4
+    found = lookup(path, [*ids, "1"])
+    assert sorted(found) == sorted(ids) and all(len(found[i].codes) == 2 for i in ids)
+    with SidRegistry(path, readonly=True) as reader:
+        assert len(reader) == 4 and reader.sizes == (4, 4)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from sidkit.registry import assign
+    from sidkit.stream.source import Chunk
+
+    registry, model, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    x = np.load(sys.argv[4])
+    ids = np.arange(start, start + 600)  # overlaps the next writer's ids by 300
+    print(assign(registry, model, [Chunk(0, x[ids], ids)]).added)
+""")
+
+
+@pytest.mark.slow  # four processes that each import torch
+def test_concurrent_writers_give_one_row_per_item_and_unique_sids(catalog, model, tmp_path):
+    np.save(tmp_path / "x.npy", catalog)
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path, rows=10)  # the registry exists: the writers race on its rows only
+    env = {**os.environ, "SIDKIT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(model), str(start),
+                                 str(tmp_path / "x.npy")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env) for start in (0, 300, 600, 900)]
+    results = [writer.communicate(timeout=120) for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0, 0, 0], [err[-500:] for _, err in results]
+    assert sum(int(out) for out, _ in results) == 1500 - 10  # every item added once, by exactly one writer
+    found = lookup(path, range(2000))
+    assert sorted(found) == list(range(1500))
+    assert len({sid.to_string() for sid in found.values()}) == 1500  # full SIDs (with the dedup digit) unique
+
+
+def test_a_writer_past_the_lock_timeout_gets_a_clear_error(catalog, model, tmp_path):
+    from sidkit.errors import StorageError
+    from sidkit.tokenizers.base import load_tokenizer
+
+    path = tmp_path / "r.sqlite"
+    small_registry(catalog, model, path)
+    data = tmp_path / "items.parquet"
+    pq.write_table(pa.table({"item_id": np.arange(2000), "embedding": list(catalog[:2000])}), data)
+    flag = tmp_path / "written"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(model), str(data), str(flag)],
+                             env={**os.environ, "SIDKIT_PROGRESS": "0"})
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists():  # the child now holds the write lock
+            assert child.poll() is None and time.monotonic() < deadline, "the first writer did not reach its write"
+            time.sleep(0.05)
+        with SidRegistry(path, timeout=0.2) as second, pytest.raises(StorageError, match="busy") as caught:
+            second.assign(load_tokenizer(model), model_fingerprint(model), chunks(catalog[60:70], np.arange(60, 70)))
+        assert "wait" in caught.value.fix
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    assert len(lookup(path, range(100))) == 60  # neither the killed writer nor the refused one changed it
