@@ -496,6 +496,10 @@ def _make_split(imp: _Impressions, code: int, timeline: _Timeline, user_table: n
                         time.astype(np.int64), user.astype(np.int64), slices, imp.group[picked].astype(np.int64))
 
 
+# Rows per block of history gathers: (block, H) int64 temporaries of a few MiB.
+_HISTORY_BLOCK = 1 << 15
+
+
 @dataclass(frozen=True, eq=False)
 class _Timeline:
     """Engagements sorted by (user, time, row), with one int64 sort key each.
@@ -540,9 +544,13 @@ class _Timeline:
         start = np.searchsorted(self.keys, user[order] * self.span, side="left")
         available = np.empty(len(key), dtype=np.int64)
         available[order] = end[order] - start
-        for k in range(length):
-            has = available > k
-            out[has, k] = self.items[end[has] - 1 - k]
+        # All H gathers of a block of rows at once (clipped to a valid index; slots past the user's
+        # engagements stay padding), in blocks that bound the (rows, H) temporaries.
+        back = np.arange(length, dtype=np.int64)
+        for lo in range(0, len(user), _HISTORY_BLOCK):
+            hi = min(lo + _HISTORY_BLOCK, len(user))
+            gathered = self.items[np.maximum(end[lo:hi, None] - 1 - back, 0)]
+            np.copyto(out[lo:hi], gathered, where=back < available[lo:hi, None])
         return out
 
 
