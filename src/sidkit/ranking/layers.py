@@ -248,7 +248,7 @@ class FastDropout(nn.Module):
 
     On CPU, ``torch.bernoulli_`` (mt19937) took about a third of an MMoE training step; 16 random bits
     per element from numpy, compared with a threshold, give the same mask distribution (drop
-    probability ``p`` rounded to a multiple of 2^-16) several times faster. The generator is seeded
+    probability ``p`` rounded to a multiple of 2^-16) several times faster. The bit generator is seeded
     lazily from torch's global RNG at the first training forward, so ``torch.manual_seed`` still
     fixes the masks. Off CPU it is ``torch.nn.functional.dropout``. Identity in eval mode.
     """
@@ -259,16 +259,17 @@ class FastDropout(nn.Module):
             raise ConfigError(f"dropout must lie in [0, 1), got {p}", where="FastDropout")
         self.p = float(p)
         self._threshold = round(self.p * 65536) - 32768
-        self._rng: np.random.Generator | None = None
+        self._bits: np.random.PCG64 | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        if self._rng is None:
-            self._rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-        bits = np.frombuffer(self._rng.bytes(2 * x.numel()), dtype=np.int16)
+        if self._bits is None:
+            self._bits = np.random.PCG64(int(torch.randint(0, 2**62, (1,)).item()))
+        # Raw 64-bit draws viewed as four int16 each: several times faster than Generator.bytes.
+        bits = self._bits.random_raw(-(-x.numel() // 4)).view(np.int16)[:x.numel()]
         mask = (bits >= self._threshold).astype(np.float32)
         mask *= 1.0 / (1.0 - self.p)
         return x * torch.from_numpy(mask).view(x.shape).to(x.dtype)
