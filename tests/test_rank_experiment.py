@@ -203,6 +203,40 @@ def test_runs_are_logged_as_they_finish_and_can_be_reassembled(experiment, tiny)
     assert markdown_summary(again).split("|")[1:40] == markdown_summary(experiment).split("|")[1:40]
 
 
+def test_each_selection_is_tested_with_the_weights_of_its_own_epoch(tiny, tmp_path):
+    """Test metrics come from weights kept at each selection's best epoch; the reference tests the model
+    after every epoch of the same training instead."""
+    from sidkit.data.dataset import load_dataset
+    from sidkit.features.representations import build_representation
+    from sidkit.ranking.data import build_ranking_data, training_item_counts
+    from sidkit.ranking.experiment import load_sids, seed_data_settings
+    from sidkit.ranking.metrics import evaluate
+    from sidkit.ranking.models import ModelConfig, build_model
+    from sidkit.ranking.training import TrainConfig, predict, train_model
+
+    data_dir, tok, _ = tiny
+    settings = RankSettings(features=("sid-prefix",), seeds=1, budget=BUDGET, epochs=4, patience=4, batch_size=512,
+                            embedding_dim=8, history=5, save_models=False)
+    run = run_ranking(data_dir, tok, tmp_path / "run", settings).runs("sid-prefix")[0]
+    dataset = load_dataset(data_dir)
+    with _no_check():
+        data = build_ranking_data(dataset, seed=0, **seed_data_settings(settings))
+    sids = load_sids(tok, np.ascontiguousarray(dataset.catalog.embeddings, dtype=np.float32), dataset.catalog.item_ids)
+    rep = build_representation("sid-prefix", item_ids=dataset.catalog.item_ids, sids=sids,
+                               embeddings=dataset.catalog.embeddings, budget=BUDGET,
+                               train_items=training_item_counts(data), seed=0)
+    model = build_model("mmoe", rep, data.num_user_embeddings, data.tasks, ModelConfig(embedding_dim=8, seed=0),
+                        num_user_fields=int(data.train.user_features.shape[1]))
+    every = {}
+    train_model(model, data, TrainConfig(epochs=4, patience=4, batch_size=512, seed=0, progress=False),
+                on_epoch=lambda r: every.__setitem__(r.epoch, evaluate(data.test, predict(model, data.test),
+                                                                       data.conditional)))
+    assert set(run.by_selection) == {"all", "all+new"}
+    for epoch, metrics in run.by_selection.values():
+        assert metrics == every[epoch]
+    assert run.metrics == every[run.best_epoch]
+
+
 def test_rerunning_into_the_same_out_resumes_and_other_settings_are_refused(tiny, tmp_path):
     data, tok, _ = tiny
     settings = RankSettings(features=("hash", "sid-prefix"), seeds=1, budget=32, epochs=1, batch_size=512,

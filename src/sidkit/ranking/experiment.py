@@ -845,18 +845,31 @@ def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, 
     config = ModelConfig(embedding_dim=settings.embedding_dim, seed=seed)
     model = build_model(settings.model, rep, data.num_user_embeddings, data.tasks, config,
                         num_user_fields=int(data.train.user_features.shape[1]))
-    # Test metrics of every epoch that some selection may keep (one that set a best validation score).
-    tested: dict[int, RankingMetrics] = {}
+    # The weights of each selection's best epoch so far, tested once training ends: testing every epoch
+    # that set a best score cost a pass over the test split each time.
+    best: dict[str, int] = {}
+    kept: dict[int, dict[str, Any]] = {}
 
-    def test_now(record: Any) -> None:
+    def keep_best(record: Any) -> None:
         if record.improved:
-            tested[record.epoch] = evaluate(data.test, predict(model, data.test), data.conditional)
+            best.update(dict.fromkeys(record.improved, record.epoch))
+            kept[record.epoch] = {key: value.detach().clone() for key, value in model.state_dict().items()}
+            for epoch in set(kept) - set(best.values()):
+                del kept[epoch]
 
     result = train_model(model, data, TrainConfig(epochs=settings.epochs, batch_size=settings.batch_size,
                                                   learning_rate=settings.learning_rate, patience=settings.patience,
                                                   select=settings.select, seed=seed, device=settings.device,
-                                                  progress=False), on_epoch=test_now)
-    metrics = evaluate(data.test, predict(model, data.test), data.conditional)
+                                                  progress=False), on_epoch=keep_best)
+    metrics = evaluate(data.test, predict(model, data.test), data.conditional)  # the model holds the selected epoch
+    tested = {result.best_epoch: metrics}
+    others = {epoch for epoch in result.best_epochs.values() if epoch not in tested and epoch in kept}
+    if others:
+        selected = {key: value.detach().clone() for key, value in model.state_dict().items()}
+        for epoch in sorted(others):
+            model.load_state_dict(kept[epoch])
+            tested[epoch] = evaluate(data.test, predict(model, data.test), data.conditional)
+        model.load_state_dict(selected)
     by_selection = {name: (epoch, tested[epoch]) for name, epoch in result.best_epochs.items() if epoch in tested}
     info = _feature_info(entry, rep, settings, model)
     if settings.save_models:
