@@ -93,6 +93,24 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     assert live.exists() and other_host.exists()
 
 
+def test_a_folder_sweep_removes_dead_writers_temporaries_of_any_target(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    host = sio._HOST
+    stale = [tmp_path / f".seed-0.{host}-{dead_pid}.abc123.tmp", tmp_path / f".seed-1.tmp-{dead_pid}",
+             tmp_path / f".v1.2.json.{host}-{dead_pid}.x_9.tmp"]
+    for path in stale:
+        path.mkdir()
+        (path / "weights.safetensors").write_bytes(b"half written")
+    kept = [tmp_path / f".seed-2.{host}-{os.getpid()}.def456.tmp", tmp_path / f".seed-3.tmp-{os.getpid()}",
+            tmp_path / f".seed-4.otherhost-{dead_pid}.ghi789.tmp", tmp_path / "seed-0", tmp_path / ".hidden"]
+    for path in kept:
+        path.mkdir()
+    sio.clean_stale_in(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+    sio.clean_stale_in(tmp_path / "missing")  # nothing to sweep is not an error
+
+
 def test_a_directory_is_replaced_as_a_whole(tmp_path):
     target = tmp_path / "run"
     with atomic_dir(target) as work:

@@ -271,6 +271,33 @@ def test_rerunning_into_the_same_out_resumes_and_other_settings_are_refused(tiny
     assert replaced.settings.epochs == 2 and len((out / "runs.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_resumed_run_drops_the_ranker_folders_a_killed_run_was_writing(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    from sidkit.io import _HOST, staging_dir
+
+    data, tok, _ = tiny
+    settings = RankSettings(features=("hash",), seeds=2, budget=32, epochs=1, batch_size=512, embedding_dim=8,
+                            history=3, jobs=1)
+    out = tmp_path / "run"
+    run_ranking(data, tok, out, settings)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    # A crash while saving seed 1's ranker: the staging directory holds seed 0's run and two half-written
+    # ranker folders (this version's temporaries and those of older versions).
+    stage = staging_dir(out)
+    out.rename(stage)
+    lines = (stage / "runs.jsonl").read_text().splitlines()
+    (stage / "runs.jsonl").write_text(lines[0] + "\n")
+    models = stage / "models" / "hash"
+    (models / "seed-1").rename(models / f".seed-1.{_HOST}-{dead}.abc123.tmp")
+    (models / f".seed-1.tmp-{dead}").mkdir()
+    resumed = run_ranking(data, tok, out, settings)
+    assert sorted(p.name for p in (out / "models" / "hash").iterdir()) == ["seed-0", "seed-1"]
+    assert not stage.exists() and len(resumed.runs("hash")) == 2
+
+
 def test_one_seed_says_seed_draws_no_interval_and_warns(tiny, tmp_path):
     data, tok, _ = tiny
     settings = RankSettings(features=("hash",), seeds=1, budget=32, epochs=1, patience=1, batch_size=512,

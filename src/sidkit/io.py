@@ -127,6 +127,25 @@ def _stale_temporaries(target: Path) -> Iterator[tuple[Path, str]]:
                 yield Path(entry.path), suffix
 
 
+_LEGACY_TEMP = re.compile(r"^\..+\.tmp-(\d+)$")  # `.NAME.tmp-PID`: directories older versions staged in
+
+
+def clean_stale_in(directory: str | os.PathLike[str]) -> None:
+    """Remove every temporary in ``directory`` whose writer is dead, whatever it was to become: what a
+    process killed mid-write leaves beside outputs that a resumed run may never write again."""
+    folder = Path(directory)
+    with contextlib.suppress(OSError):
+        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(".")]
+        for name in names:
+            legacy = _LEGACY_TEMP.match(name)
+            if legacy and not _writer_alive(f"{_HOST}-{legacy.group(1)}"):
+                _remove(folder / name)
+            elif name.endswith((_TEMP_SUFFIX, _OLD_SUFFIX)):
+                parts = name[1:].rsplit(".", 3)  # NAME . OWNER . RANDOM . tmp|old
+                if len(parts) == 4 and not _writer_alive(parts[1]):
+                    clean_stale(folder / parts[0])
+
+
 def clean_stale(target: str | os.PathLike[str]) -> None:
     """Remove temporaries of ``target`` left by dead writers; put back an old directory that a crash
     left aside mid-swap (only where the platform cannot swap in one step)."""

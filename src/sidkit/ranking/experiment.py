@@ -51,7 +51,7 @@ from sidkit.errors import ConfigError, DataError
 from sidkit.features.representations import build_representation, parse_representation
 from sidkit.features.types import ItemRepresentation
 from sidkit.ids import SemanticIds
-from sidkit.io import atomic_dir, staging_dir, write_json, write_text
+from sidkit.io import atomic_dir, clean_stale_in, staging_dir, write_json, write_text
 from sidkit.ranking.data import SPLITS, build_ranking_data, ranking_summary, training_item_counts
 from sidkit.ranking.metrics import AggregateMetrics, MeanCI, RankingMetrics, aggregate, evaluate, mean_ci
 from sidkit.ranking.models import ModelConfig, build_model, model_names
@@ -688,6 +688,9 @@ def _resume(work: Path, out: Path, settings: RankSettings) -> dict[tuple[int, st
         for name in (PROGRESS_FILE, SETTINGS_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE):
             (work / name).unlink(missing_ok=True)
         shutil.rmtree(work / MODELS_DIR, ignore_errors=True)
+    if (work / MODELS_DIR).is_dir():  # a run killed while saving a ranker left its temporary folder
+        for feature in (work / MODELS_DIR).iterdir():
+            clean_stale_in(feature)
     done: dict[tuple[int, str], dict[str, Any]] = {}
     progress = work / PROGRESS_FILE
     if progress.is_file():

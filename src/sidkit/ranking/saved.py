@@ -22,7 +22,7 @@ import numpy as np
 from sidkit import __version__
 from sidkit.errors import DataError
 from sidkit.features.types import ItemRepresentation
-from sidkit.io import write_json
+from sidkit.io import atomic_dir, file_mode, write_json
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -62,39 +62,32 @@ def save_ranker(path: str | os.PathLike[str], model: Any, representation: ItemRe
     The directory is written whole into a temporary sibling and renamed into place, so a reader never
     sees half a ranker.
     """
-    import shutil
-
     from safetensors.torch import save_file
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    import torch
+    with atomic_dir(target, what="saved ranker") as tmp:
+        tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+        import torch
 
-    tensors[_TOKENS] = torch.from_numpy(np.ascontiguousarray(representation.tokens))
-    if representation.dense is not None:
-        tensors[_DENSE] = torch.from_numpy(np.ascontiguousarray(representation.dense))
-    save_file(tensors, str(tmp / WEIGHTS_FILE))
-    ids = np.asarray(item_ids)
-    config = {
-        "format": FORMAT, "sidkit_version": __version__, "model": model_name,
-        "model_config": asdict(model_config), "tasks": list(data.tasks),
-        "conditional": [list(pair) for pair in data.conditional],
-        "num_user_embeddings": int(data.num_user_embeddings), "user_fields": list(data.user_field_names),
-        "user_encoding": data.user_encoding, "user_features": None if user_features is None else list(user_features),
-        "history": int(data.train.history.shape[1]), "representation": representation.name,
-        "num_embeddings": int(representation.num_embeddings), "budget": representation.budget,
-        "item_ids": ids.tolist(), "item_id_kind": "str" if ids.dtype.kind in "OUS" else "int", "seed": int(seed),
-    }
-    write_json(tmp / CONFIG_FILE, config)
-    for name in (CONFIG_FILE, WEIGHTS_FILE):
-        os.chmod(tmp / name, 0o644)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+        tensors[_TOKENS] = torch.from_numpy(np.ascontiguousarray(representation.tokens))
+        if representation.dense is not None:
+            tensors[_DENSE] = torch.from_numpy(np.ascontiguousarray(representation.dense))
+        save_file(tensors, str(tmp / WEIGHTS_FILE))
+        ids = np.asarray(item_ids)
+        config = {
+            "format": FORMAT, "sidkit_version": __version__, "model": model_name,
+            "model_config": asdict(model_config), "tasks": list(data.tasks),
+            "conditional": [list(pair) for pair in data.conditional],
+            "num_user_embeddings": int(data.num_user_embeddings), "user_fields": list(data.user_field_names),
+            "user_encoding": data.user_encoding,
+            "user_features": None if user_features is None else list(user_features),
+            "history": int(data.train.history.shape[1]), "representation": representation.name,
+            "num_embeddings": int(representation.num_embeddings), "budget": representation.budget,
+            "item_ids": ids.tolist(), "item_id_kind": "str" if ids.dtype.kind in "OUS" else "int",
+            "seed": int(seed),
+        }
+        write_json(tmp / CONFIG_FILE, config)
+        os.chmod(tmp / WEIGHTS_FILE, file_mode())
     return target
 
 
