@@ -3,14 +3,16 @@
 Run:  .venv/bin/python benchmarks/compare_rankers.py run --data DIR --tokenizer RQK --out runs/cmp-ml100k
       .venv/bin/python benchmarks/compare_rankers.py table runs/cmp-ml100k [--heatmap docs/img/x.png]
 
-``run`` calls ``sidkit.ranking.experiment.run_ranking`` once per model, into ``OUT/<model>``, with one
-feature set (``hash+sid-prefix``, 4,096 rows in all) and the documented recipe (2 negatives, Adam
+``run`` calls ``sidkit.ranking.experiment.run_ranking`` per model, into ``OUT/<model>``, with one feature
+set (``--features``, default ``sid-prefix`` at 4,096 rows) and the documented recipe (2 negatives, Adam
 3e-3, early stopping with patience 2, user features age, gender, occupation), so each model sees the
 same ranking data per seed and the differences are paired by seed. Models: ``dtn`` (the default
 ``DTNConfig``: MemoNet memory), ``mmoe`` and ``ple`` at their default sizes, and ``mmoe-wide`` /
-``ple-wide``: the same architectures with experts widened (hidden sizes h, h/2) to DTN's parameter
-count on this data, the capacity-matched comparison. Every run also measures validation permutation
-importance (``--importance`` permutations per field). A run cut short resumes where it stopped.
+``ple-wide``: the same architectures with experts resized to DTN's parameter count on each run's
+data (``RankSettings(match_params="dtn")``, as ``sidkit rank --match-params dtn``), the
+capacity-matched comparison. Seeds go in the outer loop (seed 0 of every model, then seed 1, ...), so
+a run cut short has whole paired seeds; it resumes where it stopped. ``--importance N`` also measures
+validation permutation importance (N permutations per field) in every run.
 
 ``table`` prints, per model, the parameter count and test AUC (mean ± 95% t over seeds) on all items,
 context-matched new items and like given click, then DTN minus each baseline paired by seed, and the
@@ -31,59 +33,32 @@ import numpy as np
 
 from sidkit.ranking.experiment import PROGRESS_FILE, RankSettings, run_ranking
 from sidkit.ranking.metrics import mean_ci
-from sidkit.ranking.models import PLE, MMoE, ModelConfig, build_model, model_names, register_model
 
 MODELS = ("dtn", "mmoe", "ple", "mmoe-wide", "ple-wide")
-FEATURES = "hash+sid-prefix"
-COLUMNS = (("click", "all"), ("click", "new-matched"), ("like|click", "all"), ("like|click", "new-matched"))
-SETTINGS = RankSettings(features=(FEATURES,), model="dtn", seeds=5, budget=4096,
-                        user_features=("age", "gender", "occupation"), save_models=False, importance_repeats=3)
+COLUMNS = (("click", "all"), ("click", "new-matched"), ("like", "all"), ("like", "new-matched"),
+           ("like|click", "all"))
+SETTINGS = RankSettings(features=("sid-prefix",), model="dtn", seeds=5, budget=4096,
+                        user_features=("age", "gender", "occupation"), save_models=False, importance_repeats=0)
 
 
-def _params(name: str, rep: Any, data: Any, config: ModelConfig) -> int:
-    model = build_model(name, rep, data.num_user_embeddings, data.tasks, config,
-                        num_user_fields=int(data.train.user_features.shape[1]))
-    return sum(p.numel() for p in model.parameters())
-
-
-def register_wide_models(data_dir: str, tokenizer: str, settings: RankSettings) -> dict[str, int]:
-    """Register ``mmoe-wide`` and ``ple-wide``: experts (h, h/2) with h chosen so that the whole model has
-    DTN's parameter count on this data (seed 0's representation). Returns model -> h."""
-    from sidkit.data.dataset import load_dataset
-    from sidkit.features.representations import build_representation
-    from sidkit.ranking.data import build_ranking_data, training_item_counts
-    from sidkit.ranking.experiment import load_sids, seed_data_settings
-
-    dataset = load_dataset(data_dir)
-    data = build_ranking_data(dataset, seed=0, **seed_data_settings(settings))
-    x = np.ascontiguousarray(dataset.catalog.embeddings, dtype=np.float32)
-    sids = load_sids(tokenizer, x, dataset.catalog.item_ids)
-    rep = build_representation(FEATURES, item_ids=dataset.catalog.item_ids, sids=sids, budget=settings.budget,
-                               train_items=training_item_counts(data), seed=0)
-    base = ModelConfig(embedding_dim=settings.embedding_dim)
-    target = _params("dtn", rep, data, base)
-    widths = {}
-    for name, kind in (("mmoe-wide", "mmoe"), ("ple-wide", "ple")):
-        h = min(range(64, 2049, 8), key=lambda h: abs(_params(kind, rep, data, replace(base, expert_dims=(h, h // 2)))
-                                                     - target))
-        widths[name] = h
-        cls = MMoE if kind == "mmoe" else PLE
-        if name not in model_names():
-            register_model(name, lambda f, t, c, cls=cls, h=h: cls(f, t, replace(c, expert_dims=(h, h // 2))))
-    return widths
+def model_settings(name: str, settings: RankSettings) -> RankSettings:
+    """The settings of one compared model: ``x-wide`` is model x resized to DTN's parameter count."""
+    if name.endswith("-wide"):
+        return replace(settings, model=name.removesuffix("-wide"), match_params="dtn")
+    return replace(settings, model=name)
 
 
 def run(args: argparse.Namespace) -> None:
-    settings = replace(SETTINGS, seeds=args.seeds, importance_repeats=args.importance, threads=1)
-    widths = register_wide_models(args.data, args.tokenizer, settings)
+    settings = replace(SETTINGS, features=(args.features,), importance_repeats=args.importance, threads=1)
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "widths.json").write_text(json.dumps(widths))
-    for name in args.models:
-        started = time.perf_counter()
-        run_ranking(args.data, args.tokenizer, root / name, replace(settings, model=name), report=False,
-                    log=lambda line, name=name: print(f"[{name}] {line}", flush=True))
-        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+    for seeds in range(1, args.seeds + 1):
+        for name in args.models:
+            started = time.process_time()
+            run_ranking(args.data, args.tokenizer, root / name, replace(model_settings(name, settings), seeds=seeds),
+                        report=False, log=lambda line, name=name: print(f"[{name}] {line}", flush=True))
+            print(f"[{name}] seeds 0..{seeds - 1} done ({time.process_time() - started:.0f} CPU s this call)",
+                  flush=True)
 
 
 def _runs(directory: Path) -> dict[int, dict[str, Any]]:
@@ -113,13 +88,13 @@ def _fmt(values: list[float], sign: str = "") -> str:
 def table(args: argparse.Namespace) -> None:
     root = Path(args.root)
     runs = {name: _runs(root / name) for name in MODELS if (root / name / PROGRESS_FILE).is_file()}
-    widths = json.loads((root / "widths.json").read_text()) if (root / "widths.json").is_file() else {}
     names = [f"{task} {s}" for task, s in COLUMNS]
     lines = ["| model | seeds | params | best epoch | s/run | " + " | ".join(names) + " |",
              "|---|---|---|---|---|" + "---|" * len(COLUMNS)]
     for name, by_seed in runs.items():
         records = list(by_seed.values())
-        label = f"{name} (experts {widths[name]}-{widths[name] // 2})" if name in widths else name
+        resized = records[0]["info"].get("resized")
+        label = f"{name} ({resized})" if resized else name
         cells = [_fmt([v for r in records if (v := _auc(r, t, s)) is not None]) for t, s in COLUMNS]
         lines.append(f"| {label} | {len(records)} | {records[0]['info']['model_params']:,} | "
                      f"{np.mean([r['best_epoch'] for r in records]):.1f} | "
@@ -176,6 +151,7 @@ def main() -> None:
     r.add_argument("--out", required=True)
     r.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     r.add_argument("--seeds", type=int, default=SETTINGS.seeds)
+    r.add_argument("--features", default=SETTINGS.features[0], help="one feature set (default sid-prefix)")
     r.add_argument("--importance", type=int, default=SETTINGS.importance_repeats, help="permutations per field")
     t = sub.add_parser("table")
     t.add_argument("root")

@@ -81,6 +81,9 @@ def rank(
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     save_models: Annotated[bool, typer.Option("--save-models/--no-save-models",
                                               help="Save every trained ranker under OUT/models.")] = True,
+    match_params: Annotated[str | None, typer.Option(
+        "--match-params", help="Resize --model's experts (mmoe, ple) or hidden layers (dnn, shared-bottom) to the "
+        "parameter count this model (e.g. dtn) has on the same data and features.")] = None,
     importance: Annotated[int, typer.Option("--importance", help="Permutations per field for per-task validation "
                                             "importance of every run (0: none).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out: replace a ranking "
@@ -124,7 +127,7 @@ def rank(
                             user_features=_names(user_features), context_features=_names(context_features),
                             tasks=_names(tasks), max_users=max_users,
                             device=device, jobs=jobs, threads=per_worker, save_models=save_models,
-                            importance_repeats=importance)
+                            importance_repeats=importance, match_params=match_params)
     result = run_ranking(data, tokenizer, out, settings, report=report, overwrite=overwrite,
                          log=lambda line: console.print(f"[dim]{line}[/]", highlight=False))
     print_summary(result, report=report)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "sidkit.ranking.models": ("ModelConfig", "MultiTaskRanker", "DNN", "SharedBottom", "MMoE", "PLE", "build_model",
                               "register_model", "model_names"),
     "sidkit.ranking.dtn": ("DTN", "DTNConfig"),
+    "sidkit.ranking.capacity": ("match_capacity", "CapacityMatch"),
     "sidkit.ranking.data": ("build_ranking_data", "encode_users"),
     "sidkit.ranking.types": ("RankingData", "RankingSplit"),
     "sidkit.ranking.training": ("train_model", "TrainConfig", "TrainResult"),
@@ -32,6 +33,7 @@ __all__ = [*(name for names in _EXPORTS.values() for name in names)]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from sidkit.ranking.capacity import CapacityMatch as CapacityMatch, match_capacity as match_capacity
     from sidkit.ranking.data import build_ranking_data as build_ranking_data, encode_users as encode_users
     from sidkit.ranking.dtn import DTN as DTN, DTNConfig as DTNConfig
     from sidkit.ranking.experiment import (

@@ -69,9 +69,10 @@ DEFAULT_FEATURES: tuple[str, ...] = ("hash", "sid-unigram", "sid-bigram", "sid-p
                                      "hash+sid-prefix")
 BASELINE = "hash"
 _BUDGET_MARK = "@"
-# Settings that change how runs are executed, or which feature sets run, but not the result of any one
-# run (feature x budget x seed): a resumed run directory may change them, e.g. to add a budget sweep.
-_NOT_COMPARED = ("jobs", "threads", "device", "save_models", "features", "sweep", "sweep_features")
+# Settings that change how runs are executed, or which feature sets and seeds run, but not the result of
+# any one run (feature x budget x seed): a resumed run directory may change them, e.g. to add a budget
+# sweep or more seeds.
+_NOT_COMPARED = ("jobs", "threads", "device", "save_models", "features", "sweep", "sweep_features", "seeds")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,9 @@ class RankSettings:
         save_models: write every trained ranker under ``out_dir/models``.
         importance_repeats: when positive, each run also measures per-task permutation importance on
             its validation split with this many permutations per field (``sidkit.ranking.importance``).
+        match_params: a model name (e.g. ``dtn``): every run resizes ``model``'s experts (MMoE, PLE) or
+            hidden layers (DNN, shared-bottom) until it has as many parameters as this model would on
+            the same data and features (``sidkit.ranking.capacity``); None: the default sizes.
     """
 
     features: tuple[str, ...] = DEFAULT_FEATURES
@@ -138,6 +142,7 @@ class RankSettings:
     threads: int = 1
     save_models: bool = True
     importance_repeats: int = 0
+    match_params: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -180,6 +185,7 @@ class FeatureInfo:
         size_matched: True when the feature's tables together have exactly its baseline's rows.
         rows_used: distinct rows some catalog item uses (of seed 0's tables; hashing changes with the seed).
         baseline: the entry it is paired with (None for a baseline).
+        resized: with ``settings.match_params``, the resized layers (``expert_dims=h,h/2``).
     """
 
     name: str
@@ -192,6 +198,7 @@ class FeatureInfo:
     size_matched: bool
     rows_used: int = 0
     baseline: str | None = None
+    resized: str | None = None
 
 
 @dataclass(frozen=True)
@@ -558,6 +565,16 @@ def _check_settings(settings: RankSettings) -> None:
                                         or settings.budget < 1):
         raise ConfigError(f"budget must be a positive integer, got {settings.budget!r}", where="--budget",
                           fix="pass e.g. --budget 4096")
+    if settings.match_params is not None:
+        from sidkit.ranking.capacity import WIDTH_FIELDS
+
+        if settings.match_params not in model_names():
+            raise ConfigError(f"unknown model {settings.match_params!r}", where="--match-params",
+                              fix=f"use one of {', '.join(model_names())}")
+        if settings.model not in WIDTH_FIELDS:
+            raise ConfigError(f"--model {settings.model} cannot be resized to another model's parameter count",
+                              where="--match-params",
+                              fix=f"use --model {' / '.join(WIDTH_FIELDS)}, or drop --match-params")
     if settings.sweep and settings.budget is None:
         raise ConfigError("a budget sweep needs a main budget", where="--budget",
                           fix="pass e.g. --budget 4096,1/4,1/16")
@@ -650,7 +667,9 @@ def _previous(out: Path) -> Path | None:
 
 
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in settings.items() if key not in _NOT_COMPARED}
+    # A settings file written before a setting existed ran with that setting's default.
+    merged = {**RankSettings().to_dict(), **settings}
+    return {key: value for key, value in merged.items() if key not in _NOT_COMPARED}
 
 
 def _check_previous(out: Path, settings: RankSettings, *, overwrite: bool) -> None:
@@ -846,8 +865,18 @@ def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, 
                                embeddings=dataset.catalog.embeddings, budget=entry.budget, train_items=counts,
                                seed=seed)
     config = ModelConfig(embedding_dim=settings.embedding_dim, seed=seed)
+    resized = None
+    user_fields = int(data.train.user_features.shape[1])
+    if settings.match_params is not None:
+        from sidkit.ranking.capacity import match_capacity, model_parameters
+
+        target = model_parameters(settings.match_params, rep, data.num_user_embeddings, data.tasks, config,
+                                  num_user_fields=user_fields)
+        match = match_capacity(settings.model, rep, data.num_user_embeddings, data.tasks, config, target,
+                               num_user_fields=user_fields)
+        config, resized = match.config, f"{match.field}={','.join(map(str, match.dims))}"
     model = build_model(settings.model, rep, data.num_user_embeddings, data.tasks, config,
-                        num_user_fields=int(data.train.user_features.shape[1]))
+                        num_user_fields=user_fields)
     # The weights of each selection's best epoch so far, tested once training ends: testing every epoch
     # that set a best score cost a pass over the test split each time.
     best: dict[str, int] = {}
@@ -874,7 +903,7 @@ def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, 
             tested[epoch] = evaluate(data.test, predict(model, data.test), data.conditional)
         model.load_state_dict(selected)
     by_selection = {name: (epoch, tested[epoch]) for name, epoch in result.best_epochs.items() if epoch in tested}
-    info = _feature_info(entry, rep, settings, model)
+    info = _feature_info(entry, rep, settings, model, resized)
     if settings.save_models:
         from sidkit.ranking.saved import save_ranker
 
@@ -895,13 +924,14 @@ def run_one(job: _SeedJob, seed: int, index: int) -> tuple[RunResult, dict[str, 
     return run, ranking_summary(data)
 
 
-def _feature_info(entry: Entry, rep: ItemRepresentation, settings: RankSettings, model: Any) -> FeatureInfo:
+def _feature_info(entry: Entry, rep: ItemRepresentation, settings: RankSettings, model: Any,
+                  resized: str | None = None) -> FeatureInfo:
     tables = [part for part in parse_representation(entry.representation) if part != "dense"]
     return FeatureInfo(name=entry.name, representation=entry.representation,
                        budget=entry.budget if tables else None, table_rows=rep.table_rows,
                        tokens_per_item=int(rep.tokens.shape[1]), item_params=rep.param_count(settings.embedding_dim),
                        model_params=sum(p.numel() for p in model.parameters()), size_matched=False,
-                       rows_used=rep.rows_used, baseline=entry.baseline)
+                       rows_used=rep.rows_used, baseline=entry.baseline, resized=resized)
 
 
 def _fmt(value: float | None) -> str:

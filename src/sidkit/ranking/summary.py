@@ -156,7 +156,8 @@ def description(experiment: RankingExperiment) -> str:
     s = experiment.settings
     sizes = "x".join(map(str, experiment.codebook_sizes)) or "none"
     sweep = f" (and {', '.join(s.sweep)})" if s.sweep else ""
-    return (f"{experiment.num_items:,} items; model {s.model}; {seeds_phrase(experiment.num_seeds)}; budget "
+    model = s.model if s.match_params is None else f"{s.model} resized to {s.match_params}'s parameter count"
+    return (f"{experiment.num_items:,} items; model {model}; {seeds_phrase(experiment.num_seeds)}; budget "
             f"{s.budget if s.budget is not None else 'natural'}{sweep} rows per feature set; SIDs {sizes}; history "
             f"{s.history}; {s.negatives} negatives per engagement; {s.split} split; item hold-out "
             f"{s.item_holdout:g} (validation {s.valid_item_holdout:g}); Adam {s.learning_rate:g}, at most {s.epochs} "
