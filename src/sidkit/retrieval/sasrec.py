@@ -23,9 +23,11 @@ from torch import nn
 
 from sidkit.errors import ConfigError
 from sidkit.progress import Bar
+from sidkit.ranking.layers import FastDropout
 from sidkit.retrieval.data import Examples, NextItemData, sequence_windows
 from sidkit.retrieval.layers import EncoderBlock
 from sidkit.retrieval.metrics import recall_at, top_k_items
+from sidkit.retrieval.softmax import full_softmax_cross_entropy
 from sidkit.retrieval.training import TrainingHistory, resolve_precision, train_with_early_stopping
 
 
@@ -35,9 +37,9 @@ class SasrecConfig:
 
     Attributes:
         width, heads, layers, hidden, dropout: the transformer (item embeddings are ``width`` wide).
-        epochs, patience: the most epochs, and epochs without a better validation Recall@10 before stopping
-            (an ML-1M epoch, every training target once, takes about two CPU minutes: the cap of 12 bounds a run
-            at about 25 CPU minutes).
+        epochs, patience: the most epochs, and epochs without a better validation Recall@10 before stopping.
+            The cap is a guard, not the stopping rule: on ML-1M (about 60 CPU s per epoch at one thread,
+            every training target once) validation still rose at epoch 12, so 50 lets patience end training.
         windows_per_user: at most this many windows per user per epoch (None: all, so every training
             target once per epoch).
         batch_size: windows per step. learning_rate, weight_decay: AdamW.
@@ -50,7 +52,7 @@ class SasrecConfig:
     layers: int = 2
     hidden: int = 256
     dropout: float = 0.2
-    epochs: int = 12
+    epochs: int = 50
     patience: int = 2
     windows_per_user: int | None = None
     batch_size: int = 128
@@ -83,7 +85,7 @@ class SasrecModel(nn.Module):
         self.blocks = nn.ModuleList(EncoderBlock(config.width, config.heads, config.hidden, config.dropout)
                                     for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.width)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = FastDropout(config.dropout)
         nn.init.normal_(self.items.weight, std=0.02)
         nn.init.normal_(self.positions.weight, std=0.02)
         with torch.no_grad():
@@ -113,7 +115,8 @@ class SasrecModel(nn.Module):
         keep = (labels != self.num_items) & (torch.arange(labels.shape[1], device=labels.device)[None, :]
                                              >= label_start[:, None])
         states = self.states(inputs)[keep]
-        return F.cross_entropy(self.scores(states).float(), labels[keep])
+        # = F.cross_entropy(self.scores(states).float(), labels[keep]), fused and chunked (3x faster on CPU).
+        return full_softmax_cross_entropy(states, self.items.weight[:self.num_items], labels[keep])
 
 
 class Sasrec:
