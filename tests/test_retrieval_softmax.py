@@ -118,3 +118,11 @@ def test_early_stopping_ends_training_before_the_cap_and_keeps_the_best_epoch():
     assert [e.epoch for e in history.epochs] == [1, 2, 3, 4]  # epochs 3 and 4 did not beat epoch 2
     assert history.best_epoch == 2
     assert np.array_equal(model.weight.detach().numpy(), weights[1].numpy())
+
+
+def test_the_cli_cap_on_sasrec_epochs_is_the_configs():
+    import inspect
+
+    from sidkit.cli.retrieve import retrieve
+
+    assert inspect.signature(retrieve).parameters["sasrec_epochs"].default == SasrecConfig().epochs == 50

@@ -55,7 +55,7 @@ def retrieve(
     tiger_epochs: Annotated[int, typer.Option(help="Most tiger epochs (early stopping on validation Recall@10).")] = 30,
     windows_per_user: Annotated[int, typer.Option(help="Tiger training windows per user per epoch.")] = 4,
     sasrec_epochs: Annotated[int, typer.Option(help="Most sasrec epochs (early stopping on validation "
-                                               "Recall@10).")] = 12,
+                                               "Recall@10; a guard, patience ends training).")] = 50,
     precision: Annotated[str, typer.Option(help="auto, float32 or bfloat16 (autocast).")] = "auto",
     threads: Threads = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
