@@ -17,6 +17,7 @@ the same run (N' = N rounded up to a multiple of 16, the fused loss's table; N i
 Example::
 
     python benchmarks/bench_sasrec_step.py --data data/ml-1m --threads 1 --steps 40 --rounds 2
+    python benchmarks/bench_sasrec_step.py --data data/ml-1m --threads 1 --steps 40 --profile two-op
 """
 
 from __future__ import annotations
@@ -76,12 +77,41 @@ def gemm_rate(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 1.0) 
     return 2.0 * m * k * n * count / max(time.process_time() - cpu, 1e-9)
 
 
+def profile_steps(variant: str, data, config: SasrecConfig, windows: np.ndarray, label_start: np.ndarray,
+                  steps: int) -> None:
+    """Print the op table (self CPU time) of ``steps`` bfloat16 training steps of ``variant``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = SasrecModel(data.num_items, data.history, config)
+    model = two_op_model(model) if variant == "two-op" else model
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    batch = config.batch_size
+
+    def step(i: int) -> None:
+        rows = slice(i * batch, (i + 1) * batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model.loss(torch.from_numpy(windows[rows]), torch.from_numpy(label_start[rows]))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(0)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(1, steps + 1):
+            step(i)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--steps", type=int, default=40, help="optimizer steps per variant, precision and round")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (after one warm-up round)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", choices=VARIANTS, default=None,
+                        help="instead: the torch profiler's op table of --steps bfloat16 steps of this variant")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -97,6 +127,9 @@ def main() -> None:
           f"load average {load_before[0]:.2f}")
     results: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
     batch = config.batch_size
+    if args.profile:
+        profile_steps(args.profile, data, config, windows, label_start, args.steps)
+        return
     for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped
         for precision in PRECISIONS:
             dtype = resolve_precision(precision, torch.device("cpu"))
