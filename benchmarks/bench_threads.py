@@ -11,13 +11,16 @@ runtime start clean):
 
 Each is run with 1 and 2 threads, with sidkit's thread policy (OpenMP threads sleep when idle,
 ``sidkit.threads``) and, for comparison, with GNU OpenMP's default spinning (``GOMP_SPINCOUNT=300000``,
-what torch does without sidkit's policy); and each once on the machine as it is and once with a
+what torch does without sidkit's policy) and, for RQ-VAE, with sidkit's policy but every training
+step on all threads (``parallel-steps``: what sidkit did before small steps ran on one thread,
+``sidkit.tokenizers.training.PARALLEL_STEP_MACS``); and each once on the machine as it is and once with a
 second process spinning on one core (``--loader``). Rounds interleave every variant, so that outside
 load hits all alike; the medians over rounds are reported, with wall and CPU time, and the load
 average before and after each measurement.
 
     .venv/bin/python benchmarks/bench_threads.py                          # all three, 3 rounds
     .venv/bin/python benchmarks/bench_threads.py --workloads encode --rounds 5
+    .venv/bin/python benchmarks/bench_threads.py --workloads rq-vae --policies sidkit parallel-steps
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from busy import busy_core
+
 WORKLOADS = ("overlap", "encode", "rq-vae")
-POLICIES = ("sidkit", "spin")
+POLICIES = ("sidkit", "spin", "parallel-steps")
+POLICY_NAMES = {"sidkit": "sidkit (idle threads sleep)", "spin": "OpenMP default (spin)",
+                "parallel-steps": "sidkit, training steps on all threads"}
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,11 @@ def child(workload: str, threads: int, size: int) -> dict[str, float]:
     if workload == "rq-vae":
         import warnings
 
+        from sidkit.tokenizers import training
         from sidkit.tokenizers.rq_vae import RQVAE
 
+        if os.environ.get("SIDKIT_BENCH_PARALLEL_STEPS") == "1":
+            training.PARALLEL_STEP_MACS = 0  # every step on all threads: the policy before small steps ran on one
         sys.path.insert(0, os.path.dirname(__file__))
         from bench_rq_vae import movielens
 
@@ -113,16 +124,13 @@ def measure(workload: str, threads: int, policy: str, loaded: bool, size: int) -
     env.pop("GOMP_SPINCOUNT", None)
     if policy == "spin":  # GNU OpenMP's default spin before sleeping, which sidkit's policy turns off
         env["GOMP_SPINCOUNT"] = "300000"
-    loader = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if loaded else None
-    try:
+    if policy == "parallel-steps":  # sidkit's policy, but RQ-VAE training steps on every thread (as before)
+        env["SIDKIT_BENCH_PARALLEL_STEPS"] = "1"
+    with busy_core(loaded):
         before = os.getloadavg()[0]
         out = subprocess.run([sys.executable, __file__, "--child", workload, str(threads), str(size)],
                              check=True, capture_output=True, text=True, env=env).stdout
         after = os.getloadavg()[0]
-    finally:
-        if loader is not None:
-            loader.kill()
-            loader.wait()
     result = json.loads(out.strip().splitlines()[-1])
     return Measurement(workload, threads, policy, loaded, result["wall_s"], result["cpu_s"], before, after)
 
@@ -143,7 +151,7 @@ def table(rows: list[Measurement]) -> str:
         c1, c2 = (statistics.median(r.cpu_s for r in g) for g in (one, two))
         loads = [value for r in group for value in (r.load_before, r.load_after)]
         lines.append(f"| {workload} | {'one core busy' if loaded else 'none'} | "
-                     f"{'sidkit (idle threads sleep)' if policy == 'sidkit' else 'OpenMP default (spin)'} | "
+                     f"{POLICY_NAMES[policy]} | "
                      f"{w1:.3f} | {w2:.3f} | **{w2 / w1:.2f}** | {c1:.3f} | {c2:.3f} | **{c2 / c1:.2f}** | "
                      f"{min(loads):.1f} to {max(loads):.1f} |")
     return "\n".join(lines)
@@ -169,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start")
     rows: list[Measurement] = []
     variants = [(w, t, p, loaded) for loaded in ((False,) if args.no_loader else (False, True))
-                for w in args.workloads for p in args.policies for t in (1, 2)]
+                for w in args.workloads for p in args.policies for t in (1, 2)
+                if p != "parallel-steps" or w == "rq-vae"]
     for round_ in range(args.rounds):
         for workload, threads, policy, loaded in variants:
             row = measure(workload, threads, policy, loaded, sizes[workload])

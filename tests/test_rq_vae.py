@@ -281,3 +281,34 @@ def test_split_rows_is_seeded_and_keeps_a_training_row():
     assert torch.equal(train, again)
     train, held = split_rows(1, 0.5, torch.Generator().manual_seed(0))
     assert len(train) == 1 and len(held) == 0
+
+
+class _ThreadProbe(_Quadratic):
+    """Records torch's intra-op thread count at every training step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(2, 2))  # a 2-D weight: 4 multiply-adds per row
+        self.seen: list[int] = []
+
+    def training_loss(self, x: torch.Tensor, generator: torch.Generator) -> StepOutput:
+        self.seen.append(torch.get_num_threads())
+        return super().training_loss(x @ self.scale, generator)
+
+
+def test_small_training_steps_run_on_one_thread_and_large_ones_on_all(monkeypatch):
+    config = TrainConfig(epochs=2, batch_size=4, validation_share=0.25, patience=None)
+    assert training.step_macs(_ThreadProbe(), config.batch_size) == 4 * 4
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = _ThreadProbe()
+        train_network(small, torch.ones(16, 2), config, seed=0)
+        assert set(small.seen) == {1} and len(small.seen) > 6  # training steps and validation
+        assert torch.get_num_threads() == 2  # restored after the fit
+        monkeypatch.setattr(training, "PARALLEL_STEP_MACS", 16)  # now at the threshold: parallel steps
+        large = _ThreadProbe()
+        train_network(large, torch.ones(16, 2), config, seed=0)
+        assert set(large.seen) == {2}
+    finally:
+        torch.set_num_threads(before)

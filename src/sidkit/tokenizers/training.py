@@ -12,6 +12,7 @@ update its own state (EMA codebooks, dead-code resets), in ``eval()`` mode it mu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
@@ -25,9 +26,19 @@ import torch
 from sidkit import distributed
 from sidkit.errors import ConfigError, SidkitError
 from sidkit.progress import Bar
+from sidkit.threads import single_thread
 from sidkit.tokenizers.history import EpochRecord, TrainingHistory
 from sidkit.tokenizers.linear import fast_bfloat16, fused_mlp_works, gemm_dtype
 from sidkit.tokenizers.optim import FusedAdamW
+
+# Training steps whose forward GEMMs do fewer multiply-adds than this run on one intra-op thread on
+# CPU. A step is many small torch ops, each ending at a barrier of its threads, and a thread that
+# waits for a busy core holds every op up by a scheduler slice (milliseconds). Below this size a
+# step's forward GEMMs take about 10 ms on one thread (4.3 GFLOP of bfloat16 at the ~400 GFLOP/s
+# measured here), so the waits cost more than a second thread saves. The default networks are far
+# below it (RQ-VAE on 384-d MovieLens at batch 256: 0.19e9), and there a second thread made epochs
+# slower in wall and in CPU time (docs/benchmarks.md, "Threads").
+PARALLEL_STEP_MACS = 2**31
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,8 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     records: list[EpochRecord] = []
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     stopped_early = False
-    with Bar(description, config.epochs * steps, enabled=progress if parallel.is_main else False) as bar:
+    with (step_threads(net, config.batch_size, x.device),
+          Bar(description, config.epochs * steps, enabled=progress if parallel.is_main else False) as bar):
         for epoch in range(config.epochs):
             started = time.perf_counter()
             net.train()
@@ -196,6 +208,19 @@ def train_network(net: TrainableNet, x: torch.Tensor, config: TrainConfig, *, se
     net.train(False)
     return TrainingHistory(tuple(records), best_epoch, stopped_early,
                            precision=str(precision).removeprefix("torch."))
+
+
+def step_macs(net: TrainableNet, batch_size: int) -> int:
+    """Multiply-adds of a step's forward GEMMs, about: ``batch_size`` x the entries of the 2-D weights
+    (each MLP weight and codebook is multiplied once per row going forward)."""
+    return batch_size * sum(int(p.numel()) for p in net.parameters() if p.dim() == 2)
+
+
+def step_threads(net: TrainableNet, batch_size: int, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """The thread setting of the training steps: one thread on CPU below PARALLEL_STEP_MACS, else as set."""
+    if device.type == "cpu" and step_macs(net, batch_size) < PARALLEL_STEP_MACS:
+        return single_thread()
+    return contextlib.nullcontext()
 
 
 def training_dtype(bfloat16: bool | None, device: torch.device) -> torch.dtype:
