@@ -41,6 +41,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,11 +66,18 @@ def movielens() -> np.ndarray:
 
 
 def synthetic() -> np.ndarray:
-    """(100000, 64) embeddings of sidkit's synthetic catalog (seed 0)."""
+    """(100000, 64) embeddings of sidkit's synthetic catalog (seed 0; cached on disk after the first run)."""
     from sidkit.data.synthetic import SyntheticConfig, generate_synthetic
+    from sidkit.io import atomic_path
 
-    return generate_synthetic(SyntheticConfig(items=100_000, users=1_000, interactions=10_000),
-                              progress=False).catalog.embeddings
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sidkit-bench" / "synthetic-100k.npy"
+    if cache.is_file():
+        return np.load(cache)
+    x = generate_synthetic(SyntheticConfig(items=100_000, users=1_000, interactions=10_000),
+                           progress=False).catalog.embeddings
+    with atomic_path(cache) as temporary, open(temporary, "wb") as handle:
+        np.save(handle, x)
+    return x
 
 
 DATASETS: dict[str, tuple[Callable[[], np.ndarray], int, int]] = {
@@ -156,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}, "
           f"sidkit's default training precision here: {str(default).removeprefix('torch.')}")
     loads = {"none": (False,), "busy": (True,), "both": (False, True)}[args.loader]
-    rows = []
+    print("| data | items x dim | L x K | batch (steps per epoch) | loader | sidkit default CPU s/epoch | "
+          "sidkit float32 | semantic-id CPU s/epoch | ratio (default) | ratio float32 | wall ratio (default) | "
+          "MLP GEMMs float32 / semantic-id epoch (GFLOP/s) | MLP GEMMs default / semantic-id epoch (GFLOP/s) | "
+          "load average |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in args.datasets:
         loader, codes, batch = DATASETS[name]
         x = np.ascontiguousarray(loader(), dtype=np.float32)
@@ -175,22 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             wall = [statistics.median(w for w, _ in runs) for runs in (ours, ours_f32, theirs)]
             cpu = [statistics.median(c for _, c in runs) for runs in (ours, ours_f32, theirs)]
             floors = {dtype: (steps * seconds / cpu[2], flops / seconds) for dtype, (seconds, flops) in gemms.items()}
-            rows.append((name, x.shape, codes, batch, busy, wall, cpu, min(load), max(load), floors, steps))
-            print(f"{name} {'one core busy' if busy else 'no loader'}: CPU {cpu} wall {wall} "
-                  f"load {min(load):.1f}-{max(load):.1f}", flush=True)
-    print()
-    print("| data | items x dim | L x K | batch (steps per epoch) | loader | sidkit default CPU s/epoch | "
-          "sidkit float32 | semantic-id CPU s/epoch | ratio (default) | ratio float32 | wall ratio (default) | "
-          "MLP GEMMs float32 / semantic-id epoch (GFLOP/s) | MLP GEMMs default / semantic-id epoch (GFLOP/s) | "
-          "load average |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name, shape, codes, batch, busy, wall, cpu, low, high, floors, steps in rows:
-        f32, low_precision = floors[torch.float32], floors[default]
-        print(f"| {name} | {shape[0]:,} x {shape[1]} | {args.levels} x {codes} | {batch} ({steps} steps) | "
-              f"{'one core busy' if busy else 'none'} | {cpu[0]:.3f} | {cpu[1]:.3f} | {cpu[2]:.3f} | "
-              f"**{cpu[0] / cpu[2]:.2f}** | {cpu[1] / cpu[2]:.2f} | {wall[0] / wall[2]:.2f} | "
-              f"{f32[0]:.2f} ({f32[1]:.0f}) | {low_precision[0]:.2f} ({low_precision[1]:.0f}) | "
-              f"{low:.1f} to {high:.1f} |")
+            low, high = min(load), max(load)
+            f32, low_precision = floors[torch.float32], floors[default]
+            print(f"| {name} | {x.shape[0]:,} x {x.shape[1]} | {args.levels} x {codes} | {batch} ({steps} steps) | "
+                  f"{'one core busy' if busy else 'none'} | {cpu[0]:.3f} | {cpu[1]:.3f} | {cpu[2]:.3f} | "
+                  f"**{cpu[0] / cpu[2]:.2f}** | {cpu[1] / cpu[2]:.2f} | {wall[0] / wall[2]:.2f} | "
+                  f"{f32[0]:.2f} ({f32[1]:.0f}) | {low_precision[0]:.2f} ({low_precision[1]:.0f}) | "
+                  f"{low:.1f} to {high:.1f} |", flush=True)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -296,10 +296,10 @@ def row_max(scores: torch.Tensor, values: torch.Tensor, index: torch.Tensor) -> 
 def affine_scores(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``x @ weight.T + bias``: (B, D), (K, D), (K,) -> (B, K), by the fastest exact GEMM.
 
-    On CPU, torch's oneDNN linear kernel runs about twice as fast as its default BLAS on AMD CPUs
-    with AVX-512 (420 vs 190 GFLOP/s measured on 2 Zen 5 cores) at the same float32 precision, and
-    avoids the default BLAS's slow paths for some shapes (a (3000, 384) x (384, 7) product took
-    17 ms instead of 0.1 ms). It is a private op, so it is used only after a one-time check
+    On CPU, torch's oneDNN linear kernel takes bfloat16 operands on AMX and avoids the default
+    BLAS's slow paths for some shapes (a (3000, 384) x (384, 7) product took 17 ms instead of
+    0.1 ms); its float32 rate beside ``torch.matmul``'s on the development machine (an Intel Xeon
+    with AMX) is in docs/benchmarks.md ("RQ-KMeans"). It is a private op, so it is used only after a one-time check
     against ``torch.nn.functional.linear``; ``SIDKIT_ONEDNN=0`` turns it off.
     """
     if x.device.type == "cpu" and _onednn_linear_works(x.dtype):

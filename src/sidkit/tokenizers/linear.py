@@ -1,8 +1,8 @@
 """The linear layer of the neural tokenizers: fast float32 GEMMs on CPU, and optional bfloat16 training.
 
-On the AMD CPUs sidkit is developed on, torch's default BLAS reaches about 35 GFLOP/s per core for
-the MLP shapes, oneDNN's float32 kernel about 80 and its bfloat16 kernel 150 to 210 (measured with
-one thread); the MLPs are most of a training step. ``Linear`` runs its three GEMMs (forward, input
+The MLPs are most of a training step; on the development machine (an Intel Xeon with AMX) oneDNN's
+bfloat16 kernel runs them several times faster than float32 (the rates of each, measured beside
+semantic-id's epoch, are in docs/benchmarks.md, "RQ-VAE training speed"). ``Linear`` runs its three GEMMs (forward, input
 gradient, weight gradient) through sidkit's k-means GEMM (:func:`sidkit.tokenizers.kmeans.affine_scores`,
 oneDNN where its one-time check passed, else torch's default) and, inside
 ``with gemm_dtype(torch.bfloat16)``, in bfloat16 with float32 accumulation. Parameters, gradients
