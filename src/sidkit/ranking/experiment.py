@@ -635,7 +635,7 @@ def run_ranking(data_dir: str | os.PathLike[str], tokenizer: str | os.PathLike[s
     # and swapped in whole at the end: an earlier run in `out` stays as it was until then.
     with atomic_dir(out, replaceable=is_rank_run, what="rank run", resumable=True,
                     fix="pass a new directory, or one that `sidkit rank` wrote") as work:
-        done = _resume(work, out, settings)
+        done = _resume(work, out, settings, overwrite=overwrite)
         say(f"{len(x):,} items x {x.shape[1]} dims; SIDs {'x'.join(map(str, sids.sizes)) if sids else 'none'}; "
             f"{len(entries)} feature sets x {settings.seeds} seeds, model {settings.model}"
             + (f"; resuming: {len(done)} runs already finished" if done else ""))
@@ -688,7 +688,8 @@ def _check_previous(out: Path, settings: RankSettings, *, overwrite: bool) -> No
                           "to replace it")
 
 
-def _resume(work: Path, out: Path, settings: RankSettings) -> dict[tuple[int, str], dict[str, Any]]:
+def _resume(work: Path, out: Path, settings: RankSettings, *,
+            overwrite: bool = False) -> dict[tuple[int, str], dict[str, Any]]:
     """Fill the staging directory ``work``: the finished runs (seed, feature) -> record of the run being
     continued (a run cut short: ``work`` itself; a finished one: ``out``), none when its settings differ
     (``overwrite``: the old run is replaced)."""
@@ -696,7 +697,8 @@ def _resume(work: Path, out: Path, settings: RankSettings) -> dict[tuple[int, st
     same = False
     if place is not None and (place / SETTINGS_FILE).is_file():
         previous = json.loads((place / SETTINGS_FILE).read_text(encoding="utf-8"))
-        same = _comparable(previous) == _comparable(settings.to_dict())
+        # --overwrite replaces the run as a whole, even one it could continue (e.g. with fewer seeds)
+        same = not overwrite and _comparable(previous) == _comparable(settings.to_dict())
     if place is not None and place != work and same:  # extend a finished run: start from its files
         for name in (PROGRESS_FILE, SETTINGS_FILE):
             if (place / name).is_file():
