@@ -19,6 +19,11 @@ Example (ML-1M, one thread, in the background)::
         --splits leave-one-out,global-time --seeds 0,1,2
 
     python benchmarks/retrieval_table.py --data data/ml-1m --out runs/ml1m-table --tables-only
+
+With ``--item-holdout 0.1`` a tenth of the items (drawn per seed) never reach training and the test
+examples whose target is one of them form the slice ``new``; the training data differ from the run
+without a hold-out, so give such a run its own ``--out``. Units record the hold-out share, and a
+unit file of another share is refused.
 """
 
 from __future__ import annotations
@@ -101,7 +106,8 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
         return order.get(arm, len(order)), record["seed"]
 
     records.sort(key=key)
-    runs = tuple(RunResult.from_dict({k: v for k, v in r.items() if k not in ("history", "cpu_seconds", "load")})
+    runs = tuple(RunResult.from_dict({k: v for k, v in r.items()
+                                      if k not in ("history", "cpu_seconds", "load", "item_holdout")})
                  for r in records)
     seeds = len({run.seed for run in runs})
     experiment = RetrievalExperiment(data_dir, out / split, replace(settings, split=split, seeds=seeds), None, runs,
@@ -110,6 +116,17 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
     write_outputs(experiment, report=False)
     write_text(out / split / "summary.md", markdown_summary(experiment))
     return experiment
+
+
+def check_holdout(out: Path, item_holdout: float) -> None:
+    """Refuse to continue a table whose finished units were run with another ``--item-holdout``."""
+    import json
+
+    for path in sorted((out / "runs").glob("*/*.json")):
+        found = json.loads(path.read_text(encoding="utf-8")).get("item_holdout", 0.0)
+        if found != item_holdout:
+            raise SystemExit(f"error: {path} was run with --item-holdout {found}, not {item_holdout}. "
+                             f"Fix: pass --item-holdout {found}, or another --out")
 
 
 def main() -> None:
@@ -121,6 +138,8 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--levels", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--item-holdout", type=float, default=0.0,
+                        help="share of items kept out of training (the `new` slice); use its own --out")
     parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables from finished units")
     args = parser.parse_args()
 
@@ -131,18 +150,20 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     arms = [a for a in args.arms.split(",") if a]
     settings = RetrieveSettings(models=("tiger", "sasrec", "popularity"), levels=args.levels, threads=args.threads,
-                                progress=False)
+                                item_holdout=args.item_holdout, progress=False)
     if args.tables_only:
         for split in splits:
             write_tables(args.data, args.out, settings, split)
         return
+    check_holdout(args.out, args.item_holdout)
     dataset = load_dataset(args.data)
     for split in splits:
         for seed in seeds:
             todo = [arm for arm in arms if not unit_path(args.out, split, *parse_arm(arm), seed).is_file()]
             if not todo:
                 continue
-            data = build_next_item_data(dataset, split=split, history=settings.history, seed=seed)
+            data = build_next_item_data(dataset, split=split, history=settings.history, seed=seed,
+                                        item_holdout=settings.item_holdout)
             for arm in todo:
                 model, tokenizer = parse_arm(arm)
                 started, cpu, where = time.perf_counter(), time.process_time(), f"{split} seed {seed}"
@@ -156,6 +177,7 @@ def main() -> None:
                 run = run_unit(arm, data, dataset, settings, seed=seed, out=args.out, log=log)
                 record = run.to_dict()
                 record["cpu_seconds"] = time.process_time() - cpu
+                record["item_holdout"] = settings.item_holdout
                 write_json(unit_path(args.out, split, model, tokenizer, seed), record)
                 log(f"{arm}: Recall@10 {run.metrics.get('recall', 10):.4f}, NDCG@10 {run.metrics.get('ndcg', 10):.4f}, "
                     f"best epoch {run.best_epoch} of {run.epochs_run}")

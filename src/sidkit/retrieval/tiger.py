@@ -65,7 +65,10 @@ class TigerConfig:
         user_buckets: rows of the hashed user token.
         encoder: ``causal`` or ``bidirectional`` (see the module docstring).
         epochs, patience: the most epochs, and epochs without a better validation Recall@10 before
-            stopping (the best epoch's weights are kept).
+            stopping (the best epoch's weights are kept). Patience 4 is one pass over the data at the
+            default ``windows_per_user`` (an epoch is about a quarter of it): with patience 2 and 1,000
+            validation users, whose Recall@10 moves by about 0.01 between epochs, one ML-1M seed
+            stopped at its fifth epoch 0.05 below the others' validation score.
         windows_per_user: per user per epoch, at most this many windows of H + 1 items (causal) or
             (history, target) examples (bidirectional), fresh each epoch; None: every window (causal
             only: every training target once per epoch). The default 4 makes an ML-1M epoch about a
@@ -86,13 +89,13 @@ class TigerConfig:
     user_buckets: int = 2000
     encoder: str = "causal"
     epochs: int = 30
-    patience: int = 2
+    patience: int = 4
     windows_per_user: int | None = 4
     batch_size: int = 128
     learning_rate: float = 2e-3
     weight_decay: float = 0.01
     beam: int = 20
-    valid_examples: int = 1000
+    valid_examples: int = 2000
     eval_batch_size: int = 256
     precision: str = "auto"
 
