@@ -107,7 +107,7 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
 
     records.sort(key=key)
     runs = tuple(RunResult.from_dict({k: v for k, v in r.items()
-                                      if k not in ("history", "cpu_seconds", "load", "item_holdout")})
+                                      if k not in ("history", "cpu_seconds", "load", "item_holdout", "new_item_share")})
                  for r in records)
     seeds = len({run.seed for run in runs})
     experiment = RetrievalExperiment(data_dir, out / split, replace(settings, split=split, seeds=seeds), None, runs,
@@ -118,15 +118,19 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
     return experiment
 
 
-def check_holdout(out: Path, item_holdout: float) -> None:
-    """Refuse to continue a table whose finished units were run with another ``--item-holdout``."""
+def check_holdout(out: Path, item_holdout: float, new_item_share: float) -> None:
+    """Refuse to continue a table whose finished units were run with another ``--item-holdout`` or
+    ``--new-item-share``."""
     import json
 
     for path in sorted((out / "runs").glob("*/*.json")):
-        found = json.loads(path.read_text(encoding="utf-8")).get("item_holdout", 0.0)
-        if found != item_holdout:
-            raise SystemExit(f"error: {path} was run with --item-holdout {found}, not {item_holdout}. "
-                             f"Fix: pass --item-holdout {found}, or another --out")
+        record = json.loads(path.read_text(encoding="utf-8"))
+        for name, wanted in (("item_holdout", item_holdout), ("new_item_share", new_item_share)):
+            found = record.get(name, 0.0)
+            if found != wanted:
+                flag = "--" + name.replace("_", "-")
+                raise SystemExit(f"error: {path} was run with {flag} {found}, not {wanted}. "
+                                 f"Fix: pass {flag} {found}, or another --out")
 
 
 def main() -> None:
@@ -140,6 +144,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--item-holdout", type=float, default=0.0,
                         help="share of items kept out of training (the `new` slice); use its own --out")
+    parser.add_argument("--new-item-share", type=float, default=0.0,
+                        help="share of each list reserved for unseen items (TIGER's cold-start protocol)")
     parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables from finished units")
     args = parser.parse_args()
 
@@ -150,12 +156,12 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     arms = [a for a in args.arms.split(",") if a]
     settings = RetrieveSettings(models=("tiger", "sasrec", "popularity"), levels=args.levels, threads=args.threads,
-                                item_holdout=args.item_holdout, progress=False)
+                                item_holdout=args.item_holdout, new_item_share=args.new_item_share, progress=False)
     if args.tables_only:
         for split in splits:
             write_tables(args.data, args.out, settings, split)
         return
-    check_holdout(args.out, args.item_holdout)
+    check_holdout(args.out, args.item_holdout, args.new_item_share)
     dataset = load_dataset(args.data)
     for split in splits:
         for seed in seeds:
@@ -178,6 +184,7 @@ def main() -> None:
                 record = run.to_dict()
                 record["cpu_seconds"] = time.process_time() - cpu
                 record["item_holdout"] = settings.item_holdout
+                record["new_item_share"] = settings.new_item_share
                 write_json(unit_path(args.out, split, model, tokenizer, seed), record)
                 log(f"{arm}: Recall@10 {run.metrics.get('recall', 10):.4f}, NDCG@10 {run.metrics.get('ndcg', 10):.4f}, "
                     f"best epoch {run.best_epoch} of {run.epochs_run}")

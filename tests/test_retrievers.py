@@ -8,7 +8,7 @@ import pytest
 from sidkit.errors import ConfigError, DataError
 from sidkit.ids import SemanticIds
 from sidkit.retrieval.data import build_next_item_data
-from sidkit.retrieval.metrics import recall_at
+from sidkit.retrieval.metrics import recall_at, reserve_new_items
 from sidkit.retrieval.popularity import Popularity
 from sidkit.retrieval.sasrec import Sasrec, SasrecConfig
 from sidkit.retrieval.tiger import Tiger, TigerConfig, tiger_codes
@@ -110,3 +110,49 @@ def test_tiger_refuses_k_above_the_beam_and_shared_sids(data, codes, tiger):
     shared = SemanticIds(np.zeros((data.num_items, 2), dtype=np.int64), (2, 2))
     with pytest.raises(DataError, match="not unique"):
         Tiger(shared, TINY_TIGER)
+
+
+def test_reserved_positions_hold_the_best_unseen_items_by_hand():
+    ranked = np.arange(10)[None, :]
+    new = np.array([[50, 51, 52, -1, -1, -1, -1, -1, -1, -1]])
+    assert reserve_new_items(ranked, new, 0.2).tolist() == [[0, 1, 2, 3, 50, 4, 5, 6, 7, 51]]
+    # An unseen item the model already ranked keeps its place and is not repeated; when the unseen
+    # items run out, a reserved position takes the next regular item.
+    ranked = np.array([[50, 0, 1, 2, 3, 4, 5, 6, 7, 8]])
+    assert reserve_new_items(ranked, new, 0.2).tolist() == [[50, 0, 1, 2, 51, 3, 4, 5, 6, 52]]
+    short = np.array([[60] + [-1] * 9])
+    assert reserve_new_items(np.arange(10)[None, :], short, 0.2).tolist() == [[0, 1, 2, 3, 60, 4, 5, 6, 7, 8]]
+    with pytest.raises(ConfigError, match="reserved share"):
+        reserve_new_items(ranked, new, 0.0)
+
+
+@pytest.mark.parametrize("name", ["popularity", "sasrec", "tiger"])
+def test_candidates_narrow_every_retriever_to_the_unseen_items(name, data, tiger, sasrec):
+    retriever = {"popularity": Popularity().fit(data), "sasrec": sasrec, "tiger": tiger}[name]
+    unseen = data.candidates & (data.train_counts == 0)
+    assert unseen.sum() >= 3  # the fixture holds items out of training
+    ranked = retriever.recommend(data.test, 3, candidates=unseen)
+    _check_ranked(ranked, data, 3)
+    real = ranked[ranked >= 0]
+    assert len(real) > 0 and unseen[real].all()
+
+
+def test_a_reserved_share_shows_tigers_best_unseen_items_at_every_fifth_position(walks):
+    from sidkit.retrieval.experiment import RetrieveSettings, run_model
+
+    data = build_next_item_data(walks, history=5, item_holdout=0.2, seed=0)
+    unseen = data.candidates & (data.train_counts == 0)
+    x = walks.catalog.embeddings
+    sids = RQKMeans(levels=2, codebook_size=6, seed=0).fit(x).encode(x)
+    model = Tiger(tiger_codes(sids, walks.catalog.item_ids), TINY_TIGER, seed=0, progress=False).fit(data)
+    best_unseen = model.recommend(data.test, 10, candidates=unseen)
+    ranked = reserve_new_items(model.recommend(data.test, 10), best_unseen, 0.2)
+    _check_ranked(ranked, data, 10)
+    assert unseen[ranked[:, [4, 9]]].all()
+    for row, new in zip(ranked, best_unseen, strict=True):
+        assert row[4] in new[:2] or unseen[row[:4]].any()  # the best unseen item not already shown
+    # run_model applies the same lists to the metrics (same seed, same model, same test lists).
+    settings = RetrieveSettings(cutoffs=(5, 10), tiger=TINY_TIGER, progress=False, new_item_share=0.2)
+    result = run_model("tiger", data, sids, settings, seed=0, item_ids=walks.catalog.item_ids)
+    hits = (ranked[:, :10] == data.test.targets[:, None]).any(axis=1)
+    assert result.metrics.get("recall", 10, "new") == pytest.approx(hits[data.test.new].mean())

@@ -45,6 +45,9 @@ def retrieve(
     split: Annotated[str, typer.Option(help="leave-one-out or global-time.")] = "leave-one-out",
     history: Annotated[int, typer.Option(help="History items per example.")] = 20,
     item_holdout: Annotated[float, typer.Option(help="Share of items kept out of training (the 'new' slice).")] = 0.0,
+    new_item_share: Annotated[float, typer.Option(help="Share of each ranked list reserved for items never seen in "
+                                                  "training (TIGER's cold-start protocol; 0.1: positions 10 "
+                                                  "and 20), for every model.")] = 0.0,
     k: Annotated[str, typer.Option("--k", help="Comma-separated cutoffs K of Recall@K and NDCG@K.")] = "5,10,20",
     beam: Annotated[int, typer.Option(help="Beams of tiger's constrained search (at least the largest K).")] = 20,
     levels: Annotated[int, typer.Option(help="Levels of tokenizers fitted with --tokenizers / --random-sids.")] = 3,
@@ -80,7 +83,8 @@ def retrieve(
     settings = RetrieveSettings(
         models=tuple(models.split(",")), tokenizers=tuple(tokenizers.split(",")) if tokenizers else (),
         random_sids=random_sids, seeds=seeds, split=split, history=history, item_holdout=item_holdout,
-        cutoffs=_ints(k, "--k"), levels=levels, codebook_size=codebook_size, tokenizer_epochs=tokenizer_epochs,
+        new_item_share=new_item_share, cutoffs=_ints(k, "--k"), levels=levels, codebook_size=codebook_size,
+        tokenizer_epochs=tokenizer_epochs,
         tiger=replace(TigerConfig(), beam=beam, epochs=tiger_epochs, windows_per_user=windows_per_user,
                       precision=precision),
         sasrec=replace(SasrecConfig(), epochs=sasrec_epochs, precision=precision),

@@ -44,7 +44,7 @@ from sidkit.ids import SemanticIds
 from sidkit.io import atomic_dir, staging_dir, write_json, write_text
 from sidkit.ranking.metrics import MeanCI, mean_ci
 from sidkit.retrieval.data import DEFAULT_HISTORY, SLICES, SPLITS, NextItemData, build_next_item_data
-from sidkit.retrieval.metrics import CUTOFFS, METRICS, RetrievalMetrics, retrieval_metrics
+from sidkit.retrieval.metrics import CUTOFFS, METRICS, RetrievalMetrics, reserve_new_items, retrieval_metrics
 from sidkit.retrieval.sasrec import SasrecConfig
 from sidkit.retrieval.tiger import TigerConfig
 
@@ -72,6 +72,10 @@ class RetrieveSettings:
         random_sids: also run tiger on random SIDs of the same shapes (a fresh draw per seed).
         seeds: seeds ``0 .. seeds - 1``.
         split, history, item_holdout: the next-item data (:func:`build_next_item_data`).
+        new_item_share: share of each ranked list reserved for items never seen in training (TIGER's
+            cold-start protocol, :func:`sidkit.retrieval.metrics.reserve_new_items`): 0.1 puts the
+            model's best unseen items at positions 10 and 20, for every model alike. 0 (the default)
+            ranks all candidates together, where no model trained on the split scores on unseen items.
         cutoffs: K of Recall@K and NDCG@K (at most the tiger beam).
         levels, codebook_size: shapes of fitted tokenizers (None: ``sidkit compare``'s default size).
         tokenizer_epochs: epochs of the neural tokenizers (None: each one's default, early-stopped).
@@ -87,6 +91,7 @@ class RetrieveSettings:
     split: str = "leave-one-out"
     history: int = DEFAULT_HISTORY
     item_holdout: float = 0.0
+    new_item_share: float = 0.0
     cutoffs: tuple[int, ...] = CUTOFFS
     levels: int = 3
     codebook_size: int | None = None
@@ -336,6 +341,8 @@ def check_settings(settings: RetrieveSettings, *, has_tokenizer: bool) -> Retrie
     # Checked here, before the data is loaded or a staging directory made, not where they are used.
     check_int(settings.history, where="--history", fix=f"pass e.g. --history {DEFAULT_HISTORY}")
     check_float(settings.item_holdout, where="--item-holdout", low=0, high=1, high_open=True, fix="pass e.g. 0.1")
+    check_float(settings.new_item_share, where="--new-item-share", low=0, high=1, high_open=True,
+                fix="pass e.g. 0.1, or 0 to rank all candidates together")
     level_sizes(settings.levels, 2 if settings.codebook_size is None else settings.codebook_size, where="--levels")
     if settings.tokenizer_epochs is not None:
         check_int(settings.tokenizer_epochs, where="--tokenizer-epochs")
@@ -495,6 +502,10 @@ def run_model(model: str, data: NextItemData, codes: SemanticIds | None, setting
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     ranked = retriever.recommend(data.test, max(settings.cutoffs))
+    unseen = data.candidates & (data.train_counts == 0)
+    if settings.new_item_share > 0 and unseen.any():
+        ranked = reserve_new_items(ranked, retriever.recommend(data.test, max(settings.cutoffs), candidates=unseen),
+                                   settings.new_item_share)
     eval_seconds = time.perf_counter() - started
     metrics = retrieval_metrics(ranked, data.test, settings.cutoffs)
     history = getattr(retriever, "history_", None)

@@ -94,6 +94,48 @@ def retrieval_metrics(ranked: np.ndarray, examples: Examples, cutoffs: Sequence[
     return RetrievalMetrics(tuple(rows))
 
 
+def reserve_new_items(ranked: np.ndarray, ranked_new: np.ndarray, share: float) -> np.ndarray:
+    """TIGER's cold-start lists: every ``round(1 / share)``-th position of ``ranked`` holds the best
+    unseen item not yet placed.
+
+    Args:
+        ranked: (E, K) the model's lists over all candidates, best first (-1: no item).
+        ranked_new: (E, >= K) its lists over the unseen items only, best first (-1: no item).
+        share: the share of positions reserved, in (0, 1): 0.1 puts unseen items at positions 10 and 20
+            (1-based), so a top-k holds ``floor(k * share)`` of them (none in a top-5).
+
+    The other positions keep ``ranked``'s order with the reserved unseen items removed; a reserved
+    position falls back to ``ranked``'s next item when no unseen item is left. Returns (E, K).
+    """
+    if not 0.0 < share < 1.0:
+        raise ConfigError(f"the reserved share must be in (0, 1), got {share}", where="new_item_share",
+                          fix="pass e.g. 0.1")
+    rows, k = ranked.shape
+    every = max(1, round(1.0 / share))
+    out = np.full((rows, k), -1, dtype=np.int64)
+    for row in range(rows):
+        new = [int(i) for i in ranked_new[row] if i >= 0]
+        placed: set[int] = set()
+        regular = iter(int(i) for i in ranked[row])
+        position = 0
+        while position < k:
+            item = -1
+            if (position + 1) % every == 0 and new:
+                item = new.pop(0)
+            else:
+                for candidate in regular:
+                    if candidate < 0 or candidate not in placed:
+                        item = candidate
+                        break
+            if item >= 0:
+                placed.add(item)
+                if item in new:
+                    new.remove(item)
+            out[row, position] = item
+            position += 1
+    return out
+
+
 def top_k_items(scores: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Tensor:
     """(E, k) int64 rows of the k highest ``scores`` among ``allowed`` items, best first; ties go to the
     lower row; -1 where fewer than k items are allowed.

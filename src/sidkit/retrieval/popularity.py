@@ -28,8 +28,8 @@ class Popularity:
         self._candidates = data.candidates
         return self
 
-    def recommend(self, examples: Examples, k: int) -> np.ndarray:
-        """(E, k) catalogue rows, best first."""
+    def recommend(self, examples: Examples, k: int, *, candidates: np.ndarray | None = None) -> np.ndarray:
+        """(E, k) catalogue rows, best first; ``candidates`` ((N,) bool) narrows the candidates further."""
         if self.counts_ is None:
             raise ConfigError("popularity is not fitted", where="Popularity.recommend", fix="call fit(data) first")
         n = len(self.counts_)
@@ -37,6 +37,7 @@ class Popularity:
         scores = torch.from_numpy(self.counts_.astype(np.float64)).unsqueeze(0)
         for start in range(0, len(examples), 4096):
             part = examples.take(np.arange(start, min(start + 4096, len(examples))))
-            allowed = torch.from_numpy(self._candidates[None, :] & ~part.exclusion_mask(n))
+            pool = self._candidates if candidates is None else self._candidates & np.asarray(candidates, dtype=bool)
+            allowed = torch.from_numpy(pool[None, :] & ~part.exclusion_mask(n))
             out[start:start + len(part)] = top_k_items(scores.expand(len(part), -1), allowed, k).numpy()
         return out

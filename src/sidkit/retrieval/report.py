@@ -133,7 +133,9 @@ def description(experiment: RetrievalExperiment) -> str:
     data = "" if first is None else (
         f" {first['train_interactions']:,} training interactions, {first['test_examples']:,} test examples "
         f"({first['test_new']:,} with a held-out target), {first['candidates']:,} candidate items.")
-    return (f"{s.split} split, history {s.history}, item hold-out {s.item_holdout:g}, {s.seeds} seeds; "
+    reserved = (f" (a share {s.new_item_share:g} of each list reserved for items unseen in training)"
+                if s.new_item_share > 0 else "")
+    return (f"{s.split} split, history {s.history}, item hold-out {s.item_holdout:g}{reserved}, {s.seeds} seeds; "
             f"tiger {s.tiger.encoder_layers}+{s.tiger.decoder_layers} layers x {s.tiger.width}, beam {s.tiger.beam}; "
             f"sasrec {s.sasrec.layers} layers x {s.sasrec.width}; run took {experiment.seconds:.0f} s.{data}")
 

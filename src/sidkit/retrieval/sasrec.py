@@ -181,17 +181,22 @@ class Sasrec:
             progress=self.progress, log=self.log)
         return self
 
-    def recommend(self, examples: Examples, k: int) -> np.ndarray:
-        """(E, k) catalogue rows, best first, over every candidate the example does not exclude."""
+    def recommend(self, examples: Examples, k: int, *, candidates: np.ndarray | None = None) -> np.ndarray:
+        """(E, k) catalogue rows, best first, over every candidate the example does not exclude;
+        ``candidates`` ((N,) bool) narrows the candidates further (e.g. to the unseen items)."""
         if self.model is None:
             raise ConfigError("sasrec is not trained", where="Sasrec.recommend", fix="call fit(data) first")
-        return self._recommend(examples, k, progress=self.progress)
+        return self._recommend(examples, k, progress=self.progress, candidates=candidates)
 
     @torch.no_grad()
-    def _recommend(self, examples: Examples, k: int, *, progress: bool | None) -> np.ndarray:
+    def _recommend(self, examples: Examples, k: int, *, progress: bool | None,
+                   candidates: np.ndarray | None = None) -> np.ndarray:
         assert self.model is not None
         model = self.model
         model.eval()
+        pool = self._candidates
+        if candidates is not None:
+            pool = pool & torch.from_numpy(np.asarray(candidates, dtype=bool)).to(self.device)
         out = np.full((len(examples), k), -1, dtype=np.int64)
         size = self.config.eval_batch_size
         with Bar("sasrec ranking", len(examples), enabled=progress, rate_unit="users") as bar:
@@ -199,7 +204,7 @@ class Sasrec:
                 part = examples.take(np.arange(start, min(start + size, len(examples))))
                 rows = torch.from_numpy(np.where(part.histories < 0, model.num_items, part.histories)).to(self.device)
                 scores = model.scores(model.states(rows)[:, -1]).float()
-                allowed = self._candidates & ~torch.from_numpy(part.exclusion_mask(model.num_items)).to(self.device)
+                allowed = pool & ~torch.from_numpy(part.exclusion_mask(model.num_items)).to(self.device)
                 out[start:start + len(part)] = top_k_items(scores, allowed, k).cpu().numpy()
                 bar.advance(len(part))
         return out

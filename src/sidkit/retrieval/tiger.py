@@ -262,6 +262,7 @@ class Tiger:
         self.model: TigerModel | None = None
         self.history_: TrainingHistory | None = None
         self._trie: SidTrie | None = None
+        self._candidate_mask = np.zeros(0, dtype=bool)
         self._item_tokens: torch.Tensor | None = None
         self._users: np.ndarray | None = None
         self._user_salt = field_salt(seed, "tiger.user")
@@ -327,8 +328,9 @@ class Tiger:
             progress=self.progress, log=self.log)
         return self
 
-    def recommend(self, examples: Examples, k: int) -> np.ndarray:
-        """(E, k) catalogue rows, best first (-1 where fewer than k items remained)."""
+    def recommend(self, examples: Examples, k: int, *, candidates: np.ndarray | None = None) -> np.ndarray:
+        """(E, k) catalogue rows, best first (-1 where fewer than k items remained); ``candidates``
+        ((N,) bool) narrows the candidates further: the beam then searches the trie of those items only."""
         if self.model is None:
             raise ConfigError("tiger is not trained", where="Tiger.recommend", fix="call fit(data) first")
         if k > self.config.beam:
@@ -336,7 +338,7 @@ class Tiger:
                               "most beam items", where="--k", fix=f"pass --beam {k} or more, or a smaller K")
         with torch.autocast(self.device.type, dtype=torch.bfloat16,
                             enabled=resolve_precision(self.config.precision, self.device) == torch.bfloat16):
-            return self._recommend(examples, k, progress=self.progress)
+            return self._recommend(examples, k, progress=self.progress, candidates=candidates)
 
     # ----- internals -------------------------------------------------------------------------------
 
@@ -348,6 +350,7 @@ class Tiger:
         self._item_tokens = torch.from_numpy(tokens).to(self.device)
         self._offsets = torch.from_numpy(offsets).to(self.device)
         self._trie = SidTrie.build(self.codes.codes, self.codes.sizes, np.flatnonzero(data.candidates)).to(self.device)
+        self._candidate_mask = np.asarray(data.candidates, dtype=bool)
         self._num_items = data.num_items
 
     def _user_tokens(self, user_ids: np.ndarray) -> np.ndarray:
@@ -363,9 +366,14 @@ class Tiger:
         return self._item_tokens[index]
 
     @torch.no_grad()
-    def _recommend(self, examples: Examples, k: int, *, progress: bool | None) -> np.ndarray:
+    def _recommend(self, examples: Examples, k: int, *, progress: bool | None,
+                   candidates: np.ndarray | None = None) -> np.ndarray:
         assert self.model is not None and self._trie is not None and self._users is not None
         model = self.model
+        trie = self._trie
+        if candidates is not None:
+            allowed = np.flatnonzero(self._candidate_mask & np.asarray(candidates, dtype=bool))
+            trie = SidTrie.build(self.codes.codes, self.codes.sizes, allowed).to(self.device)
         model.eval()
         out = np.full((len(examples), k), -1, dtype=np.int64)
         size = self.config.eval_batch_size
@@ -383,7 +391,7 @@ class Tiger:
                     logits = model.level_logits(states, depth).float()
                     return F.log_softmax(logits, dim=-1).view(*prefixes.shape[:2], -1)
 
-                result = constrained_beam_search(step, self._trie, len(part), self.config.beam, excluded=excluded)
+                result = constrained_beam_search(step, trie, len(part), self.config.beam, excluded=excluded)
                 out[start:start + len(part)] = result.items[:, :k].cpu().numpy()
                 bar.advance(len(part))
         return out
