@@ -49,7 +49,7 @@ def model_settings(name: str, settings: RankSettings) -> RankSettings:
 
 
 def run(args: argparse.Namespace) -> None:
-    settings = replace(SETTINGS, features=(args.features,), importance_repeats=args.importance, threads=1)
+    settings = replace(SETTINGS, features=(args.features,), importance_repeats=args.importance, threads=args.threads)
     root = Path(args.out)
     root.mkdir(parents=True, exist_ok=True)
     for seeds in range(1, args.seeds + 1):
@@ -153,6 +153,8 @@ def main() -> None:
     r.add_argument("--seeds", type=int, default=SETTINGS.seeds)
     r.add_argument("--features", default=SETTINGS.features[0], help="one feature set (default sid-prefix)")
     r.add_argument("--importance", type=int, default=SETTINGS.importance_repeats, help="permutations per field")
+    r.add_argument("--threads", type=int, default=1, help="torch threads per run (one process runs the models in "
+                   "turn; start a second process with other --models to use a second core)")
     t = sub.add_parser("table")
     t.add_argument("root")
     t.add_argument("--heatmap")
