@@ -502,8 +502,8 @@ def run_model(model: str, data: NextItemData, codes: SemanticIds | None, setting
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     ranked = retriever.recommend(data.test, max(settings.cutoffs))
-    unseen = data.candidates & (data.train_counts == 0)
-    if settings.new_item_share > 0 and unseen.any():
+    unseen = data.candidates & (data.train_counts == 0) if settings.new_item_share > 0 else None
+    if unseen is not None and unseen.any():
         ranked = reserve_new_items(ranked, retriever.recommend(data.test, max(settings.cutoffs), candidates=unseen),
                                    settings.new_item_share)
     eval_seconds = time.perf_counter() - started

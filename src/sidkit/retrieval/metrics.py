@@ -117,22 +117,16 @@ def reserve_new_items(ranked: np.ndarray, ranked_new: np.ndarray, share: float) 
         new = [int(i) for i in ranked_new[row] if i >= 0]
         placed: set[int] = set()
         regular = iter(int(i) for i in ranked[row])
-        position = 0
-        while position < k:
-            item = -1
+        for position in range(k):
             if (position + 1) % every == 0 and new:
                 item = new.pop(0)
-            else:
-                for candidate in regular:
-                    if candidate < 0 or candidate not in placed:
-                        item = candidate
-                        break
+            else:  # ranked's next item not shown yet (-1 once its list runs out)
+                item = next((c for c in regular if c < 0 or c not in placed), -1)
             if item >= 0:
                 placed.add(item)
                 if item in new:
                     new.remove(item)
             out[row, position] = item
-            position += 1
     return out
 
 
