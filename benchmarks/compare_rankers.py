@@ -62,11 +62,15 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _runs(directory: Path) -> dict[int, dict[str, Any]]:
+    """Seed -> finished run of the folder's one feature set (a folder resumed from a wider run may hold others)."""
+    settings = directory / "settings.json"
+    features = json.loads(settings.read_text())["features"] if settings.is_file() else None
     out = {}
     for line in (directory / PROGRESS_FILE).read_text().splitlines():
         if line.strip():
             record = json.loads(line)
-            out[int(record["seed"])] = record
+            if features is None or record["feature"] in features:
+                out[int(record["seed"])] = record
     return out
 
 
