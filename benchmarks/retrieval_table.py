@@ -24,11 +24,17 @@ With ``--item-holdout 0.1`` a tenth of the items (drawn per seed) never reach tr
 examples whose target is one of them form the slice ``new``; the training data differ from the run
 without a hold-out, so give such a run its own ``--out``. Units record the hold-out share, and a
 unit file of another share is refused.
+
+Each unit records the epoch cap it ran under (``epoch_cap``; files without it ran under 30). A unit
+that stopped early, before its cap, is what a higher cap gives too (constant learning rate, same
+batches), so it is kept; one that ran all the way to a cap below ``--tiger-epochs`` (or
+``--sasrec-epochs``) did not converge, and is run again under the current cap.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import replace
@@ -49,6 +55,8 @@ from sidkit.retrieval.experiment import (
     write_outputs,
 )
 from sidkit.retrieval.report import markdown_summary
+from sidkit.retrieval.sasrec import SasrecConfig
+from sidkit.retrieval.tiger import TigerConfig
 
 ARMS = ("popularity", "sasrec", "tiger:rq-kmeans", "tiger:random")
 
@@ -80,6 +88,18 @@ def sids_for(method: str, x: np.ndarray, *, levels: int, seed: int, cache: Path)
     return sids
 
 
+LEGACY_EPOCH_CAP = 30  # units written before the cap was recorded ran under TigerConfig's cap of then
+
+
+def unit_is_current(record: dict, cap: int) -> bool:
+    """Whether a finished unit stands under the epoch cap ``cap``: it stopped early before its own cap,
+    or its own cap was at least ``cap``. Popularity trains nothing and is always current."""
+    if record.get("model") == "popularity":
+        return True
+    own_cap = int(record.get("epoch_cap", LEGACY_EPOCH_CAP))
+    return own_cap >= cap or int(record["epochs_run"]) < own_cap
+
+
 def run_unit(arm: str, data: NextItemData, dataset: Dataset, settings: RetrieveSettings, *, seed: int,
              out: Path, log) -> RunResult:
     model, method = parse_arm(arm)
@@ -96,7 +116,6 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
     files = sorted((out / "runs" / split).glob("*.json"))
     if not files:
         return None
-    import json
 
     records = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     order = {arm: i for i, arm in enumerate(ARMS)}
@@ -107,7 +126,8 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
 
     records.sort(key=key)
     runs = tuple(RunResult.from_dict({k: v for k, v in r.items()
-                                      if k not in ("history", "cpu_seconds", "load", "item_holdout", "new_item_share")})
+                                      if k not in ("history", "cpu_seconds", "load", "item_holdout", "new_item_share",
+                                                                "epoch_cap")})
                  for r in records)
     seeds = len({run.seed for run in runs})
     experiment = RetrievalExperiment(data_dir, out / split, replace(settings, split=split, seeds=seeds), None, runs,
@@ -121,7 +141,6 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
 def check_holdout(out: Path, item_holdout: float, new_item_share: float) -> None:
     """Refuse to continue a table whose finished units were run with another ``--item-holdout`` or
     ``--new-item-share``."""
-    import json
 
     for path in sorted((out / "runs").glob("*/*.json")):
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -146,6 +165,9 @@ def main() -> None:
                         help="share of items kept out of training (the `new` slice); use its own --out")
     parser.add_argument("--new-item-share", type=float, default=0.0,
                         help="share of each list reserved for unseen items (TIGER's cold-start protocol)")
+    parser.add_argument("--tiger-epochs", type=int, default=TigerConfig().epochs,
+                        help="tiger's epoch cap; finished units that ran to a lower cap are run again")
+    parser.add_argument("--sasrec-epochs", type=int, default=SasrecConfig().epochs, help="sasrec's epoch cap")
     parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables from finished units")
     args = parser.parse_args()
 
@@ -156,7 +178,10 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     arms = [a for a in args.arms.split(",") if a]
     settings = RetrieveSettings(models=("tiger", "sasrec", "popularity"), levels=args.levels, threads=args.threads,
-                                item_holdout=args.item_holdout, new_item_share=args.new_item_share, progress=False)
+                                item_holdout=args.item_holdout, new_item_share=args.new_item_share, progress=False,
+                                tiger=replace(TigerConfig(), epochs=args.tiger_epochs),
+                                sasrec=replace(SasrecConfig(), epochs=args.sasrec_epochs))
+    caps = {"tiger": args.tiger_epochs, "sasrec": args.sasrec_epochs}
     if args.tables_only:
         for split in splits:
             write_tables(args.data, args.out, settings, split)
@@ -165,7 +190,16 @@ def main() -> None:
     dataset = load_dataset(args.data)
     for split in splits:
         for seed in seeds:
-            todo = [arm for arm in arms if not unit_path(args.out, split, *parse_arm(arm), seed).is_file()]
+            todo = []
+            for arm in arms:
+                model, tokenizer = parse_arm(arm)
+                path = unit_path(args.out, split, model, tokenizer, seed)
+                if not path.is_file():
+                    todo.append(arm)
+                elif not unit_is_current(json.loads(path.read_text(encoding="utf-8")), caps.get(model, 0)):
+                    print(f"{split} seed {seed} {arm}: {path.name} ran to a lower epoch cap; running it again "
+                          f"under {caps[model]}", flush=True)
+                    todo.append(arm)
             if not todo:
                 continue
             data = build_next_item_data(dataset, split=split, history=settings.history, seed=seed,
@@ -185,6 +219,8 @@ def main() -> None:
                 record["cpu_seconds"] = time.process_time() - cpu
                 record["item_holdout"] = settings.item_holdout
                 record["new_item_share"] = settings.new_item_share
+                if model in caps:
+                    record["epoch_cap"] = caps[model]
                 write_json(unit_path(args.out, split, model, tokenizer, seed), record)
                 log(f"{arm}: Recall@10 {run.metrics.get('recall', 10):.4f}, NDCG@10 {run.metrics.get('ndcg', 10):.4f}, "
                     f"best epoch {run.best_epoch} of {run.epochs_run}")

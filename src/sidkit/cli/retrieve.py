@@ -55,7 +55,8 @@ def retrieve(
                                                       "sidkit compare's).")] = None,
     tokenizer_epochs: Annotated[int | None, typer.Option(help="Epochs of fitted neural tokenizers (default: "
                                                          "theirs, early-stopped).")] = None,
-    tiger_epochs: Annotated[int, typer.Option(help="Most tiger epochs (early stopping on validation Recall@10).")] = 30,
+    tiger_epochs: Annotated[int, typer.Option(help="Most tiger epochs (early stopping on validation Recall@10; "
+                                              "a guard, patience ends training).")] = 60,
     windows_per_user: Annotated[int, typer.Option(help="Tiger training windows per user per epoch.")] = 4,
     sasrec_epochs: Annotated[int, typer.Option(help="Most sasrec epochs (early stopping on validation "
                                                "Recall@10; a guard, patience ends training).")] = 50,

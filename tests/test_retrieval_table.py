@@ -1,0 +1,45 @@
+"""benchmarks/retrieval_table.py: which finished units stand when the epoch cap is raised."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "retrieval_table.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("retrieval_table", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_unit_that_ran_to_a_lower_cap_is_run_again_and_one_that_stopped_early_is_kept() -> None:
+    current = load_script().unit_is_current
+    # Written before the cap was recorded: the cap then was 30.
+    assert current({"model": "tiger", "epochs_run": 24}, 60)  # stopped early: a higher cap changes nothing
+    assert not current({"model": "tiger", "epochs_run": 30}, 60)  # cut by the cap: not converged
+    assert current({"model": "tiger", "epochs_run": 30}, 30)  # the same cap: stands
+    assert current({"model": "tiger", "epochs_run": 60, "epoch_cap": 60}, 60)
+    assert not current({"model": "tiger", "epochs_run": 60, "epoch_cap": 60}, 80)
+    assert current({"model": "tiger", "epochs_run": 41, "epoch_cap": 60}, 80)
+    assert current({"model": "popularity", "epochs_run": 0}, 60)  # trains nothing
+
+
+def test_the_script_s_default_cap_is_tiger_s() -> None:
+    from sidkit.retrieval.tiger import TigerConfig
+
+    script = load_script()
+    assert script.TigerConfig().epochs == TigerConfig().epochs == 60
+
+
+def test_the_cli_cap_on_tiger_epochs_is_the_configs() -> None:
+    import inspect
+
+    from sidkit.cli.retrieve import retrieve
+    from sidkit.retrieval.tiger import TigerConfig
+
+    assert inspect.signature(retrieve).parameters["tiger_epochs"].default == TigerConfig().epochs
