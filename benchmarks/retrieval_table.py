@@ -25,7 +25,8 @@ examples whose target is one of them form the slice ``new``; the training data d
 without a hold-out, so give such a run its own ``--out``. Units record the hold-out share, and a
 unit file of another share is refused.
 
-Each unit records the epoch cap it ran under (``epoch_cap``; files without it ran under 30). A unit
+Each unit records the epoch cap it ran under (``epoch_cap``; files without it ran under 30 for tiger,
+50 for sasrec). A unit
 that stopped early, before its cap, is what a higher cap gives too (constant learning rate, same
 batches), so it is kept; one that ran all the way to a cap below ``--tiger-epochs`` (or
 ``--sasrec-epochs``) did not converge, and is run again under the current cap.
@@ -88,7 +89,8 @@ def sids_for(method: str, x: np.ndarray, *, levels: int, seed: int, cache: Path)
     return sids
 
 
-LEGACY_EPOCH_CAP = 30  # units written before the cap was recorded ran under TigerConfig's cap of then
+# The caps that units written before the cap was recorded ran under (TigerConfig's and SasrecConfig's of then).
+LEGACY_EPOCH_CAPS = {"tiger": 30, "sasrec": 50}
 
 
 def unit_is_current(record: dict, cap: int) -> bool:
@@ -96,7 +98,7 @@ def unit_is_current(record: dict, cap: int) -> bool:
     or its own cap was at least ``cap``. Popularity trains nothing and is always current."""
     if record.get("model") == "popularity":
         return True
-    own_cap = int(record.get("epoch_cap", LEGACY_EPOCH_CAP))
+    own_cap = int(record.get("epoch_cap", LEGACY_EPOCH_CAPS.get(record.get("model", ""), 0)))
     return own_cap >= cap or int(record["epochs_run"]) < own_cap
 
 

@@ -20,6 +20,8 @@ def test_a_unit_that_ran_to_a_lower_cap_is_run_again_and_one_that_stopped_early_
     assert current({"model": "tiger", "epochs_run": 60, "epoch_cap": 60}, 60)
     assert not current({"model": "tiger", "epochs_run": 60, "epoch_cap": 60}, 80)
     assert current({"model": "tiger", "epochs_run": 41, "epoch_cap": 60}, 80)
+    assert current({"model": "sasrec", "epochs_run": 35}, 50)  # sasrec's cap of then was 50
+    assert not current({"model": "sasrec", "epochs_run": 50}, 80)
     assert current({"model": "popularity", "epochs_run": 0}, 60)  # trains nothing
 
 
