@@ -10,7 +10,7 @@ import torch
 
 from sidkit.errors import ConfigError
 from sidkit.retrieval.data import Examples
-from sidkit.retrieval.metrics import hit_positions, recall_at, retrieval_metrics, top_k_items
+from sidkit.retrieval.metrics import hit_positions, recall_at, retrieval_metrics, top_k_items, wilson_interval
 
 
 def _examples(targets, new):
@@ -40,6 +40,33 @@ def test_recall_and_ndcg_by_hand():
     assert recall_at(ranked, examples.targets, 2) == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="fewer than K"):
         retrieval_metrics(ranked, examples, cutoffs=(10,))
+
+
+@pytest.mark.parametrize(("hits", "n"), [(9, 586), (0, 586), (586, 586), (1, 3), (50, 100)])
+def test_wilson_interval_matches_scipy(hits, n):
+    from scipy.stats import binomtest
+
+    reference = binomtest(hits, n).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = wilson_interval(hits, n)
+    assert (low, high) == pytest.approx((reference.low, reference.high), abs=1e-12)
+    assert 0.0 <= low <= hits / n <= high <= 1.0
+    assert (low == 0.0) == (hits == 0) and (high == 1.0) == (hits == n)
+
+
+@pytest.mark.parametrize(("hits", "n"), [(1, 0), (-1, 5), (6, 5)])
+def test_wilson_interval_refuses_an_impossible_count(hits, n):
+    with pytest.raises(ConfigError, match="0 <= hits <= n"):
+        wilson_interval(hits, n)
+
+
+def test_hits_count_the_recall_of_a_slice():
+    ranked = np.array([[3, 1], [2, 0], [1, 2], [0, 1]])
+    metrics = retrieval_metrics(ranked, _examples([3, 0, 9, 1], [True, True, True, False]), cutoffs=(1, 2))
+    assert metrics.hits(1, "new") == (1, 3) and metrics.hits(2, "new") == (2, 3) and metrics.hits(2) == (3, 4)
+    empty = retrieval_metrics(np.array([[1, 2]]), _examples([1], [False]), cutoffs=(2,))
+    assert empty.hits(2, "new") == (0, 0)
+    with pytest.raises(ConfigError, match="no recall@7"):
+        metrics.hits(7)
 
 
 def test_an_empty_slice_has_no_value():

@@ -12,6 +12,7 @@ from sidkit.cli import main
 from sidkit.data.dataset import save_dataset
 from sidkit.errors import ConfigError, DataError
 from sidkit.retrieval.experiment import RetrieveSettings, read_runs, run_retrieval
+from sidkit.retrieval.report import new_item_rows
 from sidkit.retrieval.sasrec import SasrecConfig
 from sidkit.retrieval.tiger import TigerConfig
 from sidkit.tokenizers.rq_kmeans import RQKMeans
@@ -57,7 +58,14 @@ def test_run_writes_tables_runs_and_report(dataset_dir, tmp_path):
     sas = [run.metrics.get("ndcg", 5) for run in result.runs if run.model == "sasrec"]
     assert paired["mean"] == pytest.approx(np.mean(np.subtract(pop, sas)))
     assert len(read_runs(tmp_path / "run" / "runs.jsonl")) == 8
-    assert "## Slice: new" in (tmp_path / "run" / "summary.md").read_text()
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "## Slice: new" in summary and "## Slice new, per run" in summary
+    # per run: Recall@10 on the new slice as hits of examples
+    headers, per_run = new_item_rows(result)
+    assert headers[3:5] == ["new examples", "hits@10"] and len(per_run) == 8
+    hits, n = result.runs[0].metrics.hits(10, "new")
+    assert per_run[0][:5] == ["tiger", "rqk", "0", str(n), str(hits)]
+    assert hits == pytest.approx(result.runs[0].metrics.get("recall", 10, "new") * n)
 
 
 def test_same_seed_same_metrics(dataset_dir, tmp_path):

@@ -51,12 +51,41 @@ class RetrievalMetrics:
         raise ConfigError(f"no {metric}@{k} on slice {slice!r}", where="RetrievalMetrics.get",
                           fix=f"use one of {sorted({(r.metric, r.k, r.slice) for r in self.rows})}")
 
+    def hits(self, k: int, slice: str = "all") -> tuple[int, int]:
+        """(examples with the target in the top ``k``, examples) on ``slice``: Recall@k as a count."""
+        for row in self.rows:
+            if (row.metric, row.k, row.slice) == ("recall", k, slice):
+                return (0 if row.value is None else round(row.value * row.count)), row.count
+        self.get("recall", k, slice)  # raises the error that names what there is
+        raise AssertionError("unreachable")
+
     def to_rows(self) -> list[dict[str, Any]]:
         return [asdict(row) for row in self.rows]
 
     @staticmethod
     def from_rows(rows: Sequence[dict[str, Any]]) -> RetrievalMetrics:
         return RetrievalMetrics(tuple(MetricValue(**row) for row in rows))
+
+
+#: z of a two-sided 95% normal interval.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(hits: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``hits / n`` (95% by default).
+
+    Unlike the normal (Wald) interval it stays inside [0, 1] and does not collapse to a point at 0 or
+    ``n`` hits, which matters for a slice like ``new`` where a model may hit a handful of targets in
+    hundreds: centre (p + z^2 / 2n) / (1 + z^2 / n), half-width
+    z sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n).
+    """
+    if n <= 0 or not 0 <= hits <= n:
+        raise ConfigError(f"a proportion needs 0 <= hits <= n and n > 0, got {hits} of {n}", where="wilson_interval")
+    p = hits / n
+    scale = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / scale
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / scale
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
 def hit_positions(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from sidkit.report.html import IMAGE_CHECK, STYLE, _e, _image, _table
 from sidkit.report.plots import color, to_png
 from sidkit.report.tables import markdown_table
+from sidkit.retrieval.metrics import wilson_interval
 
 if TYPE_CHECKING:
     from sidkit.ranking.metrics import MeanCI
@@ -79,6 +80,27 @@ def paired_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[s
             continue
         rows.append([model, tokenizer, *[signed(paired[(model, tokenizer, metric, 10, s)])
                                          for s in ("all", "new") for metric in ("recall", "ndcg")]])
+    return headers, rows
+
+
+def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[str]]]:
+    """Per run with a non-empty ``new`` slice: its Recall@K as hits of examples with the 95% Wilson
+    interval, which a few hits in hundreds needs (a t interval over two or three seeds says little)."""
+    cutoffs = [k for k in experiment.settings.cutoffs if k >= 10] or list(experiment.settings.cutoffs)
+    headers = ["model", "SIDs", "seed", "new examples",
+               *[h for k in cutoffs for h in (f"hits@{k}", f"Recall@{k} (95% Wilson)")]]
+    rows = []
+    for model, tokenizer in experiment.arms():
+        for run in experiment.select(model, tokenizer):
+            cells = []
+            for k in cutoffs:
+                hits, n = run.metrics.hits(k, "new")
+                if not n:
+                    break
+                low, high = wilson_interval(hits, n)
+                cells += [str(hits), f"{hits / n:.4f} ({low:.4f} to {high:.4f})"]
+            if cells:
+                rows.append([model, tokenizer, str(run.seed), str(n), *cells])
     return headers, rows
 
 
@@ -149,6 +171,9 @@ def markdown_summary(experiment: RetrievalExperiment) -> str:
         headers, rows = table_rows(experiment, slice_name)
         if any(row[3] != "-" for row in rows):
             lines += [f"## Slice: {slice_name}", "", *markdown_table(headers, rows), ""]
+    headers, rows = new_item_rows(experiment)
+    if rows:
+        lines += ["## Slice new, per run: hits and the 95% Wilson interval", "", *markdown_table(headers, rows), ""]
     headers, rows = paired_rows(experiment)
     if rows:
         lines += ["## Minus sasrec on the same seed (paired)", "", *markdown_table(headers, rows), ""]
@@ -174,6 +199,9 @@ def render_report(experiment: RetrievalExperiment) -> str:
              "Every model ranks the items with interactions and excludes the user's earlier items; tiger ranks by "
              "beam search constrained to valid SIDs.</p>",
              "<h2>Recall@10 and NDCG@10</h2>", _image(bars_figure(experiment), "Recall@10 and NDCG@10 by model")]
+    headers, rows = new_item_rows(experiment)
+    if rows:
+        body += ["<h2>Slice new, per run: hits and the 95% Wilson interval</h2>", _table(headers, rows)]
     headers, rows = paired_rows(experiment)
     if rows:
         body += ["<h2>Minus sasrec on the same seed</h2>", _table(headers, rows)]
