@@ -9,6 +9,10 @@ Prints, for float32 and bfloat16 autocast measured interleaved (so machine load 
   and values, and each decoding step's beams), the FLOP/s that makes, and that as a share of the
   GEMM rate measured in the same run on a (8192 x W) @ (W x F) product of the model's own width W
   and feed-forward width F;
+- training arithmetic: the FLOPs of one tiger training step (forward and backward, counted by
+  torch's ``FlopCounterMode``: every matrix product and attention, elementwise work excluded), the
+  FLOP/s the measured throughput makes and its share of the same GEMM rate, and what one epoch
+  (``windows_per_user`` windows of every user) and a 26-epoch run take at the measured rate;
 - the load average before and after, and CPU time beside wall time.
 
 Example::
@@ -69,6 +73,24 @@ def gemm_rate(width: int, hidden: int, dtype: torch.dtype, device: torch.device,
     return flops / (time.perf_counter() - started), flops / max(time.process_time() - cpu, 1e-9)
 
 
+def tiger_step_flops(model: TigerModel, tiger: Tiger, windows: np.ndarray, label_start: np.ndarray,
+                     history: int, batch: int, device: torch.device) -> float:
+    """FLOPs of one float32 training step of ``batch`` windows, forward and backward (matrix products
+    and attention as torch's FlopCounterMode counts them; the optimizer's elementwise update excluded)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    win, start = windows[:batch], label_start[:batch]
+    valid = (win[:, 1:] >= 0) & (np.arange(history)[None] >= start[:, None])
+    users = torch.from_numpy(tiger._users[np.zeros(len(win), dtype=np.int64)]).to(device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = model.loss(users, tiger._tokens_of(win[:, :-1]), tiger._tokens_of(win[:, 1:]) - tiger._offsets,
+                          torch.from_numpy(valid).to(device))
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
 def timed(fn: Callable[[], int]) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, units done) of ``fn()``."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -86,7 +108,13 @@ def main() -> None:
                         "one warm-up round)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", default=",".join(PRECISIONS),
+                        help="comma-separated; on a CPU without native bfloat16 GEMMs bfloat16 is emulated and very "
+                             "slow, so --precisions float32 measures only what --precision auto would use there")
     args = parser.parse_args()
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    if not precisions or set(precisions) - set(PRECISIONS):
+        parser.error(f"--precisions: give some of {', '.join(PRECISIONS)}, got {args.precisions!r}")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     load_before = os.getloadavg()
@@ -110,8 +138,9 @@ def main() -> None:
 
     tiger_config, sasrec_config = TigerConfig(), SasrecConfig()
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    step_flops = 0.0
     for round_index in range(args.rounds + 1):  # round 0 warms up (imports, allocator, kernels) and is dropped
-        for precision in PRECISIONS:
+        for precision in precisions:
             dtype = resolve_precision(precision, device)
             tiger = Tiger(codes, TigerConfig(precision=precision), device=args.device, progress=False)
             tiger.model = TigerModel(codes.sizes, data.history, tiger_config).to(device)
@@ -120,6 +149,8 @@ def main() -> None:
             model = tiger.model
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
             batch = tiger_config.batch_size
+            if not step_flops:
+                step_flops = tiger_step_flops(model, tiger, windows, label_start, data.history, batch, device)
 
             def tiger_steps(model=model, tiger=tiger, optimizer=optimizer, dtype=dtype, batch=batch) -> int:
                 model.train()
@@ -186,7 +217,7 @@ def main() -> None:
         else:
             print(f"{what:<16} {precision:<10} {wall:8.1f} {cpu:8.1f} {units / wall:13.0f} {'users/s':>10} "
                   f"{units / cpu:10.0f}")
-    for precision in PRECISIONS:
+    for precision in precisions:
         tw = sum(r[0] for r in results[("tiger train", precision)])
         sw = sum(r[0] for r in results[("sasrec train", precision)])
         tiger_targets = sum(r[2] for r in results[("tiger train", precision)])
@@ -198,7 +229,7 @@ def main() -> None:
     print(f"\nbeam search arithmetic: {flops / 1e6:.1f} MFLOP per user (width {tiger_config.width}, feed-forward "
           f"{tiger_config.hidden}, {tiger_config.encoder_layers}+{tiger_config.decoder_layers} layers, memory "
           f"{1 + data.history}, beam 20, depths {codes.sizes})")
-    for precision in PRECISIONS:
+    for precision in precisions:
         dtype = resolve_precision(precision, device)
         wall_rate, cpu_rate = gemm_rate(tiger_config.width, tiger_config.hidden, dtype, device)
         runs = results[("tiger beam 20", precision)]
@@ -209,6 +240,25 @@ def main() -> None:
               f"{achieved / 1e9:.1f} GFLOP/s per CPU s; GEMM (8192x{tiger_config.width})@({tiger_config.width}x"
               f"{tiger_config.hidden}) {cpu_rate / 1e9:.1f} GFLOP/s per CPU s ({wall_rate / 1e9:.1f} per wall s): "
               f"beam search reaches {achieved / cpu_rate:.0%} of the GEMM rate")
+    epoch_windows = len(sequence_windows(data.train, length=data.history + 1, rng=np.random.default_rng(0),
+                                         per_user=tiger_config.windows_per_user)[1])
+    per_window = step_flops / tiger_config.batch_size
+    print(f"\ntiger training arithmetic: {per_window / 1e6:.1f} MFLOP per window of {data.history + 1} items, forward "
+          f"and backward ({step_flops / 1e9:.2f} GFLOP per step of {tiger_config.batch_size}); an epoch is "
+          f"{epoch_windows:,} windows ({tiger_config.windows_per_user} per user), "
+          f"{epoch_windows * per_window / 1e12:.2f} TFLOP")
+    for precision in precisions:
+        dtype = resolve_precision(precision, device)
+        wall_rate, cpu_rate = gemm_rate(tiger_config.width, tiger_config.hidden, dtype, device)
+        runs = results[("tiger train", precision)]
+        sequences = args.steps * tiger_config.batch_size * len(runs)
+        per_wall = sequences / sum(r[0] for r in runs)
+        per_cpu = sequences / sum(r[1] for r in runs)
+        epoch = epoch_windows / per_wall
+        print(f"{precision:<9} training: {per_cpu * per_window / 1e9:.1f} GFLOP/s per CPU s "
+              f"({per_wall * per_window / 1e9:.1f} per wall s), {per_cpu * per_window / cpu_rate:.0%} of the GEMM rate "
+              f"({cpu_rate / 1e9:.1f} per CPU s); at {args.threads} thread(s) an epoch trains in {epoch:.0f} s of wall "
+              f"time, 26 epochs in {26 * epoch / 60:.1f} min (validation and test not included)")
     load_after = os.getloadavg()
     print(f"\nload average: {load_before[0]:.2f} before, {load_after[0]:.2f} after (1-minute)")
 
