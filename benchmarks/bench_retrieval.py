@@ -229,9 +229,10 @@ def main() -> None:
     print(f"\nbeam search arithmetic: {flops / 1e6:.1f} MFLOP per user (width {tiger_config.width}, feed-forward "
           f"{tiger_config.hidden}, {tiger_config.encoder_layers}+{tiger_config.decoder_layers} layers, memory "
           f"{1 + data.history}, beam 20, depths {codes.sizes})")
+    rates = {precision: gemm_rate(tiger_config.width, tiger_config.hidden, resolve_precision(precision, device), device)
+             for precision in precisions}  # (wall, CPU) FLOP/s, for beam search and training alike
     for precision in precisions:
-        dtype = resolve_precision(precision, device)
-        wall_rate, cpu_rate = gemm_rate(tiger_config.width, tiger_config.hidden, dtype, device)
+        wall_rate, cpu_rate = rates[precision]
         runs = results[("tiger beam 20", precision)]
         users_per_cpu = sum(r[2] for r in runs) / sum(r[1] for r in runs)
         users_per_wall = sum(r[2] for r in runs) / sum(r[0] for r in runs)
@@ -248,8 +249,7 @@ def main() -> None:
           f"{epoch_windows:,} windows ({tiger_config.windows_per_user} per user), "
           f"{epoch_windows * per_window / 1e12:.2f} TFLOP")
     for precision in precisions:
-        dtype = resolve_precision(precision, device)
-        wall_rate, cpu_rate = gemm_rate(tiger_config.width, tiger_config.hidden, dtype, device)
+        cpu_rate = rates[precision][1]
         runs = results[("tiger train", precision)]
         sequences = args.steps * tiger_config.batch_size * len(runs)
         per_wall = sequences / sum(r[0] for r in runs)
