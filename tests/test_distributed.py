@@ -6,6 +6,7 @@ take the same steps up to float summation order; k-means initialization runs on 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -153,3 +154,31 @@ def test_two_process_ranker_matches_one_process(tmp_path):
     assert ranks[0]["weights"] == ranks[1]["weights"]
     np.testing.assert_allclose(ranks[0]["train"], single["train"], rtol=1e-4)
     np.testing.assert_allclose(ranks[0]["auc"], single["auc"], rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch build has no torch.distributed")
+def test_store_rendezvous_waits_for_every_rank_and_names_a_missing_one():
+    import threading
+
+    from sidkit.distributed import store_rendezvous
+    from sidkit.errors import SidkitError
+
+    store = torch.distributed.HashStore()
+    passed: list[int] = []
+
+    def rank(r: int) -> None:
+        store_rendezvous(store, "meet", 3, r, timeout=dt.timedelta(seconds=20))
+        passed.append(r)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for thread in threads:
+        thread.start()
+    threads[0].join(0.3)
+    assert passed == []  # two of three arrived: nobody may leave yet
+    rank(2)
+    for thread in threads:
+        thread.join(20)
+    assert sorted(passed) == [0, 1, 2]
+    alone = torch.distributed.HashStore()
+    with pytest.raises(SidkitError, match="only 1 of 2 ranks reached 'late/arrived'"):
+        store_rendezvous(alone, "late", 2, 0, timeout=dt.timedelta(seconds=0.2))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -181,8 +182,38 @@ def init_from_env(backend: str | None = None, *, timeout: dt.timedelta = DEFAULT
 def shutdown() -> None:
     """Leave the process group (at the end of a torchrun script)."""
     if dist.is_available() and dist.is_initialized():
-        # Without the barrier a rank that finishes first can tear down its gloo connections while the
-        # other still reads from them; that rank then aborts ("terminate called without an active
-        # exception"), about one run in eight of the two-process tests.
+        # A gloo barrier followed at once by teardown is racy (gloo issue 155): a rank that returns
+        # first can close its connections while the other still drains the barrier's last messages,
+        # and a rank then aborts ("terminate called without an active exception"). So after the gloo
+        # barrier every rank also meets on the key-value store, which gloo does not use, and only then
+        # closes its connections.
         dist.barrier()
+        store_rendezvous(dist.distributed_c10d._get_default_store(), "sidkit/shutdown", dist.get_world_size(),
+                         dist.get_rank())
         dist.destroy_process_group()
+
+
+def store_rendezvous(store: Any, key: str, world_size: int, rank: int, *,
+                     timeout: dt.timedelta = DEFAULT_TIMEOUT, poll_s: float = 0.005) -> None:
+    """Block until all ``world_size`` ranks have called this with the same ``key`` on ``store``.
+
+    Two counters: every rank waits until all have arrived; rank 0 (which may host the store and
+    take it down when it exits) also waits until every rank has stopped reading the first counter.
+    ``store``: a ``torch.distributed.Store`` (anything with ``add(key, amount) -> int``).
+    """
+    _count_up_to(store, f"{key}/arrived", world_size, timeout, poll_s, add=1)
+    store.add(f"{key}/left", 1)
+    if rank == 0:
+        _count_up_to(store, f"{key}/left", world_size, timeout, poll_s, add=0)
+
+
+def _count_up_to(store: Any, key: str, target: int, timeout: dt.timedelta, poll_s: float, *, add: int) -> None:
+    count = int(store.add(key, add))
+    deadline = time.monotonic() + timeout.total_seconds()
+    while count < target:
+        if time.monotonic() > deadline:
+            raise SidkitError(f"only {count} of {target} ranks reached {key!r} within {timeout}",
+                              where="torch.distributed shutdown",
+                              fix="check the other ranks' logs: one of them failed or is still running")
+        time.sleep(poll_s)
+        count = int(store.add(key, 0))
