@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -76,6 +77,9 @@ RANKER_SCRIPT = textwrap.dedent("""
 """)
 
 
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -87,6 +91,14 @@ def _run(command: list[str], tmp_path) -> None:
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    if done.returncode != 0 and TEARDOWN_ABORT in done.stderr:
+        # gloo's teardown race (gloo issue 155) survives even sidkit's store rendezvous on rare
+        # runs: the job's work is done and only the exit aborts. Say so, and run the job once more.
+        warnings.warn(f"a rank aborted at gloo teardown; rerunning once: {done.stderr[-500:]}", stacklevel=2)
+        if "--master_port" in command:
+            command = list(command)
+            command[command.index("--master_port") + 1] = str(_free_port())
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
