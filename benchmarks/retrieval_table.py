@@ -113,13 +113,17 @@ def run_unit(arm: str, data: NextItemData, dataset: Dataset, settings: RetrieveS
                      item_ids=dataset.catalog.item_ids, log=log)
 
 
-def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: str) -> RetrievalExperiment | None:
-    """metrics.json and summary.md of the finished units of ``split`` (None when none finished)."""
+def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: str,
+                 seeds: list[int] | None = None) -> RetrievalExperiment | None:
+    """metrics.json and summary.md of the finished units of ``split`` (None when none finished), in
+    ``out/split``; with ``seeds``, of those seeds' units only, in ``out/split/seeds-0-1-2`` (say)."""
     files = sorted((out / "runs" / split).glob("*.json"))
-    if not files:
-        return None
-
     records = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    if seeds is not None:
+        records = [r for r in records if r["seed"] in seeds]
+    if not records:
+        return None
+    where = out / split if seeds is None else out / split / ("seeds-" + "-".join(str(s) for s in sorted(seeds)))
     order = {arm: i for i, arm in enumerate(ARMS)}
 
     def key(record: dict) -> tuple[int, int]:
@@ -131,12 +135,12 @@ def write_tables(data_dir: Path, out: Path, settings: RetrieveSettings, split: s
                                       if k not in ("history", "cpu_seconds", "load", "item_holdout", "new_item_share",
                                                                 "epoch_cap")})
                  for r in records)
-    seeds = len({run.seed for run in runs})
-    experiment = RetrievalExperiment(data_dir, out / split, replace(settings, split=split, seeds=seeds), None, runs,
+    n_seeds = len({run.seed for run in runs})
+    experiment = RetrievalExperiment(data_dir, where, replace(settings, split=split, seeds=n_seeds), None, runs,
                                      {}, 0.0)
-    (out / split).mkdir(parents=True, exist_ok=True)
+    where.mkdir(parents=True, exist_ok=True)
     write_outputs(experiment, report=False)
-    write_text(out / split / "summary.md", markdown_summary(experiment))
+    write_text(where / "summary.md", markdown_summary(experiment))
     return experiment
 
 
@@ -171,6 +175,8 @@ def main() -> None:
                         help="tiger's epoch cap; finished units that ran to a lower cap are run again")
     parser.add_argument("--sasrec-epochs", type=int, default=SasrecConfig().epochs, help="sasrec's epoch cap")
     parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables from finished units")
+    parser.add_argument("--table-seeds", default="",
+                        help="with --tables-only: tables of these seeds' units only, in OUT/SPLIT/seeds-...")
     args = parser.parse_args()
 
     from sidkit.threads import set_threads
@@ -185,8 +191,9 @@ def main() -> None:
                                 sasrec=replace(SasrecConfig(), epochs=args.sasrec_epochs))
     caps = {"tiger": args.tiger_epochs, "sasrec": args.sasrec_epochs}
     if args.tables_only:
+        chosen = [int(s) for s in args.table_seeds.split(",") if s] or None
         for split in splits:
-            write_tables(args.data, args.out, settings, split)
+            write_tables(args.data, args.out, settings, split, chosen)
         return
     check_holdout(args.out, args.item_holdout, args.new_item_share)
     dataset = load_dataset(args.data)
