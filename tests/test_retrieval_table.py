@@ -39,3 +39,38 @@ def test_the_cli_cap_on_tiger_epochs_is_the_configs() -> None:
     from sidkit.retrieval.tiger import TigerConfig
 
     assert inspect.signature(retrieve).parameters["tiger_epochs"].default == TigerConfig().epochs
+
+
+def test_tables_of_chosen_seeds_are_written_apart_from_the_whole_table(tmp_path) -> None:
+    import json
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from sidkit.retrieval.experiment import RetrieveSettings
+
+    units = Path(__file__).parents[1] / "benchmarks/results/retrieval/ml1m-loo-cap60/runs/leave-one-out"
+    shutil.copytree(units, tmp_path / "runs" / "leave-one-out")
+    script = load_script()
+    settings = RetrieveSettings(models=("tiger",), progress=False)
+    script.write_tables(Path("data/ml-1m"), tmp_path, settings, "leave-one-out")
+    script.write_tables(Path("data/ml-1m"), tmp_path, settings, "leave-one-out", [0, 2])
+
+    def recall10(path: Path, tokenizer: str) -> dict:
+        rows = json.loads(path.read_text())["table"]
+        return next(r for r in rows if r["tokenizer"] == tokenizer and r["metric"] == "recall" and r["k"] == 10
+                    and r["slice"] == "all")
+
+    def unit(seed: int) -> float:
+        record = json.loads((units / f"tiger-random-seed{seed}.json").read_text())
+        return next(m["value"] for m in record["metrics"] if m["metric"] == "recall" and m["k"] == 10
+                    and m["slice"] == "all")
+
+    whole = recall10(tmp_path / "leave-one-out" / "metrics.json", "random")
+    chosen = recall10(tmp_path / "leave-one-out" / "seeds-0-2" / "metrics.json", "random")
+    seeds = sorted(int(p.stem.rsplit("seed", 1)[1]) for p in units.glob("tiger-random-seed*.json"))
+    assert len(seeds) >= 3 and whole["n"] == len(seeds) and chosen["n"] == 2
+    np.testing.assert_allclose(whole["mean"], np.mean([unit(s) for s in seeds]))
+    np.testing.assert_allclose(chosen["mean"], np.mean([unit(s) for s in (0, 2)]))
+    assert "2 seeds" in (tmp_path / "leave-one-out" / "seeds-0-2" / "summary.md").read_text()
