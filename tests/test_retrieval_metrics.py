@@ -10,7 +10,15 @@ import torch
 
 from sidkit.errors import ConfigError
 from sidkit.retrieval.data import Examples
-from sidkit.retrieval.metrics import hit_positions, recall_at, retrieval_metrics, top_k_items, wilson_interval
+from sidkit.retrieval.metrics import (
+    clustered_hits,
+    clustered_interval,
+    hit_positions,
+    recall_at,
+    retrieval_metrics,
+    top_k_items,
+    wilson_interval,
+)
 
 
 def _examples(targets, new):
@@ -87,3 +95,40 @@ def test_top_k_skips_disallowed_items_and_breaks_ties_by_row():
     top = top_k_items(scores, allowed, 4)
     assert top[0].tolist() == [1, 2, 3, 0]
     assert top[1].tolist() == [0, 2, -1, -1]
+
+
+def test_clustered_interval_with_one_example_per_cluster_is_the_widened_wald_interval():
+    hits = np.array([1, 0, 0, 1, 0, 0, 0, 1, 0, 0])
+    p, low, high = clustered_interval(hits, np.ones(10))
+    wald = 1.959963984540054 * math.sqrt(0.3 * 0.7 / 10) * math.sqrt(10 / 9)
+    assert p == pytest.approx(0.3) and low == pytest.approx(0.3 - wald) and high == pytest.approx(0.3 + wald)
+
+
+def test_clustered_interval_does_not_shrink_when_every_example_is_repeated():
+    hits, examples = np.array([3, 0, 1, 0, 0, 2]), np.array([5, 4, 2, 6, 1, 3])
+    once = clustered_interval(hits, examples)
+    twice = clustered_interval(2 * hits, 2 * examples)
+    np.testing.assert_allclose(once, twice)
+    # the binomial interval of the repeated counts does shrink: it takes repeats for new evidence
+    wilson_once, wilson_twice = wilson_interval(6, 21), wilson_interval(12, 42)
+    assert wilson_twice[1] - wilson_twice[0] < wilson_once[1] - wilson_once[0]
+
+
+def test_clustered_hits_count_examples_and_distinct_targets():
+    targets = np.array([7, 7, 7, 3, 3, 9, 5])
+    positions = np.array([0, 4, -1, 12, -1, -1, 2])
+    at5 = clustered_hits(targets, positions, 5)
+    assert (at5.examples, at5.hits, at5.targets, at5.targets_hit) == (7, 3, 4, 2)
+    # by hand: clusters 3, 5, 7, 9 have (hits, examples) (0, 2), (1, 1), (2, 3), (0, 1)
+    p = 3 / 7
+    se = math.sqrt(4 / 3 * ((0 - 2 * p) ** 2 + (1 - p) ** 2 + (2 - 3 * p) ** 2 + (0 - p) ** 2)) / 7
+    assert at5.rate == pytest.approx(p) and at5.high == pytest.approx(min(1.0, p + 1.959963984540054 * se))
+    assert at5.low == pytest.approx(max(0.0, p - 1.959963984540054 * se))
+    assert clustered_hits(targets, positions, 20).hits == 4
+
+
+def test_clustered_interval_refuses_impossible_counts():
+    with pytest.raises(ConfigError, match="at least 2 clusters"):
+        clustered_interval(np.array([1]), np.array([3]))
+    with pytest.raises(ConfigError, match="hits <= examples"):
+        clustered_interval(np.array([4, 0]), np.array([3, 2]))

@@ -11,7 +11,7 @@ import pytest
 from sidkit.cli import main
 from sidkit.data.dataset import save_dataset
 from sidkit.errors import ConfigError, DataError
-from sidkit.retrieval.experiment import RetrieveSettings, read_runs, run_retrieval
+from sidkit.retrieval.experiment import RetrieveSettings, RunResult, read_runs, run_retrieval
 from sidkit.retrieval.report import new_item_rows
 from sidkit.retrieval.sasrec import SasrecConfig
 from sidkit.retrieval.tiger import TigerConfig
@@ -66,6 +66,18 @@ def test_run_writes_tables_runs_and_report(dataset_dir, tmp_path):
     hits, n = result.runs[0].metrics.hits(10, "new")
     assert per_run[0][:5] == ["tiger", "rqk", "0", str(n), str(hits)]
     assert hits == pytest.approx(result.runs[0].metrics.get("recall", 10, "new") * n)
+    # each new-slice example's target and position are kept, so the hits can be read by target item
+    run = result.runs[0]
+    assert len(run.new_targets) == n and sum(0 <= position < 10 for _, position in run.new_targets) == hits
+    assert RunResult.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+    distinct = len({item for item, _ in run.new_targets})
+    column = headers.index("distinct targets")
+    assert per_run[0][column] == (str(distinct) if distinct >= 2 else "-")
+    spread = replace(run, new_targets=((4, 0), (4, 3), (4, -1), (9, -1), (2, 11)))
+    clustered = spread.clustered_new(10)
+    assert clustered is not None and (clustered.examples, clustered.hits, clustered.targets,
+                                      clustered.targets_hit) == (5, 2, 3, 1)
+    assert read_runs(tmp_path / "run" / "runs.jsonl")[0].new_targets == run.new_targets
 
 
 def test_same_seed_same_metrics(dataset_dir, tmp_path):

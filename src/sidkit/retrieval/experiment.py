@@ -44,7 +44,16 @@ from sidkit.ids import SemanticIds
 from sidkit.io import atomic_dir, staging_dir, write_json, write_text
 from sidkit.ranking.metrics import MeanCI, mean_ci
 from sidkit.retrieval.data import DEFAULT_HISTORY, SLICES, SPLITS, NextItemData, build_next_item_data
-from sidkit.retrieval.metrics import CUTOFFS, METRICS, RetrievalMetrics, reserve_new_items, retrieval_metrics
+from sidkit.retrieval.metrics import (
+    CUTOFFS,
+    METRICS,
+    ClusteredHits,
+    RetrievalMetrics,
+    clustered_hits,
+    hit_positions,
+    reserve_new_items,
+    retrieval_metrics,
+)
 from sidkit.retrieval.sasrec import SasrecConfig
 from sidkit.retrieval.tiger import TigerConfig
 
@@ -122,6 +131,8 @@ class RunResult:
         eval_users_per_second: test examples ranked per second.
         parameters: trainable parameters. precision: of training and inference.
         diagnostics: the tokenizer's ``sidkit compare`` summary numbers (fitted tokenizers only).
+        new_targets: (target item, 0-based position in the ranked list or -1) of each test example of
+            the ``new`` slice, for :meth:`clustered_new`; empty in runs recorded before it was kept.
     """
 
     model: str
@@ -138,16 +149,27 @@ class RunResult:
     parameters: int
     precision: str
     diagnostics: dict[str, Any] | None = None
+    new_targets: tuple[tuple[int, int], ...] = ()
+
+    def clustered_new(self, k: int) -> ClusteredHits | None:
+        """Recall@k on the ``new`` slice clustered by distinct target item (None: not recorded, or
+        fewer than 2 distinct targets)."""
+        if len({item for item, _ in self.new_targets}) < 2:
+            return None
+        targets, positions = np.array(self.new_targets, dtype=np.int64).T
+        return clustered_hits(targets, positions, k)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["metrics"] = self.metrics.to_rows()
+        out["new_targets"] = [list(pair) for pair in self.new_targets]
         return out
 
     @staticmethod
     def from_dict(record: dict[str, Any]) -> RunResult:
         values = dict(record)
         values["metrics"] = RetrievalMetrics.from_rows(values["metrics"])
+        values["new_targets"] = tuple((int(item), int(position)) for item, position in values.get("new_targets", ()))
         return RunResult(**values)
 
 
@@ -508,6 +530,9 @@ def run_model(model: str, data: NextItemData, codes: SemanticIds | None, setting
                                    settings.new_item_share)
     eval_seconds = time.perf_counter() - started
     metrics = retrieval_metrics(ranked, data.test, settings.cutoffs)
+    new = data.test.slice_mask("new")
+    positions = hit_positions(ranked[:, :max(settings.cutoffs)], data.test.targets)
+    new_targets = tuple(zip(data.test.targets[new].tolist(), positions[new].tolist(), strict=True))
     history = getattr(retriever, "history_", None)
     best = None if history is None else next(e for e in history.epochs if e.epoch == history.best_epoch)
     return RunResult(
@@ -518,7 +543,8 @@ def run_model(model: str, data: NextItemData, codes: SemanticIds | None, setting
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         train_examples_per_second=None if history is None else history.examples_per_second,
         eval_users_per_second=len(data.test) / max(eval_seconds, 1e-9), parameters=int(retriever.num_parameters),
-        precision="float32" if history is None else history.precision, diagnostics=diagnostics)
+        precision="float32" if history is None else history.precision, diagnostics=diagnostics,
+        new_targets=new_targets)
 
 
 def _sid_sources(settings: RetrieveSettings, seed: int, dataset: Any, data: NextItemData,

@@ -88,6 +88,62 @@ def wilson_interval(hits: int, n: int, z: float = Z_95) -> tuple[float, float]:
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
+@dataclass(frozen=True)
+class ClusteredHits:
+    """Recall@k of a slice read by distinct target item, the unit that repeats.
+
+    One held-out item can be the target of many examples (the last item of many users), so the
+    examples of a slice are not independent: a model that learns one popular new item scores many
+    hits at once. ``low``/``high`` is the cluster-robust 95% interval of ``hits / examples`` with one
+    cluster per distinct target (see :func:`clustered_interval`).
+
+    Attributes:
+        k: the cutoff. examples, hits: the slice's examples and those with the target in the top k.
+        targets: distinct target items. targets_hit: distinct targets hit at least once.
+        rate, low, high: hits / examples and its interval.
+    """
+
+    k: int
+    examples: int
+    hits: int
+    targets: int
+    targets_hit: int
+    rate: float
+    low: float
+    high: float
+
+
+def clustered_interval(hits: np.ndarray, examples: np.ndarray, z: float = Z_95) -> tuple[float, float, float]:
+    """(p, low, high): the ratio p = sum(hits) / sum(examples) over clusters and its cluster-robust
+    (sandwich) interval, p -/+ z se with se^2 = C / (C - 1) * sum_c (hits_c - p examples_c)^2 / N^2,
+    C clusters, N examples; clipped to [0, 1]. With one example per cluster it is the Wald interval
+    widened by sqrt(C / (C - 1)); copying every example leaves it unchanged (a binomial interval on
+    the copies would shrink by sqrt(2))."""
+    hits = np.asarray(hits, dtype=np.float64)
+    examples = np.asarray(examples, dtype=np.float64)
+    clusters, total = len(examples), float(examples.sum())
+    if clusters < 2 or total <= 0 or (hits < 0).any() or (hits > examples).any():
+        raise ConfigError(f"a clustered interval needs at least 2 clusters and 0 <= hits <= examples, got "
+                          f"{clusters} clusters and {total:g} examples", where="clustered_interval",
+                          fix="pass per-cluster hit and example counts")
+    p = float(hits.sum()) / total
+    se = np.sqrt(clusters / (clusters - 1) * float(np.sum((hits - p * examples) ** 2))) / total
+    return p, max(0.0, p - z * se), min(1.0, p + z * se)
+
+
+def clustered_hits(targets: np.ndarray, positions: np.ndarray, k: int) -> ClusteredHits:
+    """Recall@k of examples with ``targets`` (E,) found at 0-based ``positions`` (E,; -1: not ranked),
+    clustered by target item."""
+    targets, positions = np.asarray(targets), np.asarray(positions)
+    items, cluster = np.unique(targets, return_inverse=True)
+    hit = (positions >= 0) & (positions < k)
+    examples = np.bincount(cluster, minlength=len(items))
+    hits = np.bincount(cluster, weights=hit, minlength=len(items))
+    rate, low, high = clustered_interval(hits, examples)
+    return ClusteredHits(int(k), int(examples.sum()), int(hits.sum()), len(items), int((hits > 0).sum()),
+                         rate, low, high)
+
+
 def hit_positions(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(E,) 0-based position of each target in its (E, K) ranked list, -1 when absent."""
     ranked = np.asarray(ranked)

@@ -85,10 +85,13 @@ def paired_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[s
 
 def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[str]]]:
     """Per run with a non-empty ``new`` slice: its Recall@K as hits of examples with the 95% Wilson
-    interval, which a few hits in hundreds needs (a t interval over two or three seeds says little)."""
+    interval, which a few hits in hundreds needs (a t interval over two or three seeds says little);
+    then the same hits clustered by distinct target item (targets repeat across users, so the Wilson
+    interval, which treats examples as independent, is optimistic)."""
     cutoffs = [k for k in experiment.settings.cutoffs if k >= 10] or list(experiment.settings.cutoffs)
     headers = ["model", "SIDs", "seed", "new examples",
-               *[h for k in cutoffs for h in (f"hits@{k}", f"Recall@{k} (95% Wilson)")]]
+               *[h for k in cutoffs for h in (f"hits@{k}", f"Recall@{k} (95% Wilson)")],
+               "distinct targets", *[h for k in cutoffs for h in (f"targets hit@{k}", f"Recall@{k} (95% clustered)")]]
     rows = []
     for model, tokenizer in experiment.arms():
         for run in experiment.select(model, tokenizer):
@@ -99,8 +102,17 @@ def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list
                     break
                 low, high = wilson_interval(hits, n)
                 cells += [str(hits), f"{hits / n:.4f} ({low:.4f} to {high:.4f})"]
-            if cells:
-                rows.append([model, tokenizer, str(run.seed), str(n), *cells])
+            if not cells:
+                continue
+            clustered = [run.clustered_new(k) for k in cutoffs]
+            if clustered[0] is None:  # not recorded by this run
+                cells += ["-"] * (1 + 2 * len(cutoffs))
+            else:
+                cells.append(str(clustered[0].targets))
+                for c in clustered:
+                    assert c is not None
+                    cells += [str(c.targets_hit), f"{c.rate:.4f} ({c.low:.4f} to {c.high:.4f})"]
+            rows.append([model, tokenizer, str(run.seed), str(n), *cells])
     return headers, rows
 
 
