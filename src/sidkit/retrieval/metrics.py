@@ -128,7 +128,7 @@ def clustered_interval(hits: np.ndarray, examples: np.ndarray, z: float = Z_95) 
                           fix="pass per-cluster hit and example counts")
     p = float(hits.sum()) / total
     se = np.sqrt(clusters / (clusters - 1) * float(np.sum((hits - p * examples) ** 2))) / total
-    return p, max(0.0, p - z * se), min(1.0, p + z * se)
+    return p, max(0.0, float(p - z * se)), min(1.0, float(p + z * se))
 
 
 def clustered_hits(targets: np.ndarray, positions: np.ndarray, k: int) -> ClusteredHits:
