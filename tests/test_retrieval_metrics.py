@@ -127,6 +127,19 @@ def test_clustered_hits_count_examples_and_distinct_targets():
     assert clustered_hits(targets, positions, 20).hits == 4
 
 
+def test_clustered_hits_over_seed_target_rows_keep_one_item_of_two_seeds_apart():
+    # item 7 is a target on seeds 0 and 1: two clusters, as if the second were another item
+    rows = np.array([[0, 7], [0, 7], [1, 7], [1, 3], [1, 3]])
+    positions = np.array([0, -1, 1, -1, 4])
+    pooled = clustered_hits(rows, positions, 5)
+    relabelled = clustered_hits(np.array([70, 70, 71, 3, 3]), positions, 5)
+    assert (pooled.examples, pooled.hits, pooled.targets, pooled.targets_hit) == (5, 3, 3, 3)
+    assert (pooled.rate, pooled.low, pooled.high) == pytest.approx((relabelled.rate, relabelled.low, relabelled.high))
+    # pooled by item id alone, item 7's four examples would be one cluster and the interval would differ
+    merged = clustered_hits(rows[:, 1], positions, 5)
+    assert merged.targets == 2 and merged.low != pytest.approx(pooled.low)
+
+
 def test_clustered_interval_refuses_impossible_counts():
     with pytest.raises(ConfigError, match="at least 2 clusters"):
         clustered_interval(np.array([1]), np.array([3]))

@@ -11,7 +11,7 @@ import pytest
 from sidkit.cli import main
 from sidkit.data.dataset import save_dataset
 from sidkit.errors import ConfigError, DataError
-from sidkit.retrieval.experiment import RetrieveSettings, RunResult, read_runs, run_retrieval
+from sidkit.retrieval.experiment import RetrieveSettings, RunResult, pooled_clustered_new, read_runs, run_retrieval
 from sidkit.retrieval.report import new_item_rows
 from sidkit.retrieval.sasrec import SasrecConfig
 from sidkit.retrieval.tiger import TigerConfig
@@ -62,7 +62,15 @@ def test_run_writes_tables_runs_and_report(dataset_dir, tmp_path):
     assert "## Slice: new" in summary and "## Slice new, per run" in summary
     # per run: Recall@10 on the new slice as hits of examples
     headers, per_run = new_item_rows(result)
-    assert headers[3:5] == ["new examples", "hits@10"] and len(per_run) == 8
+    assert headers[3:5] == ["new examples", "hits@10"] and len(per_run) == 8 + 4  # 2 seeds and a pooled row per arm
+    assert [row[2] for row in per_run[:3]] == ["0", "1", "pooled"]
+    pooled_runs = [r for r in result.runs if (r.model, r.tokenizer) == ("tiger", "rqk")]
+    pooled_hits = sum(r.metrics.hits(10, "new")[0] for r in pooled_runs)
+    assert per_run[2][3:5] == [str(sum(r.metrics.hits(10, "new")[1] for r in pooled_runs)), str(pooled_hits)]
+    clustered_pool = pooled_clustered_new(pooled_runs, 10)
+    assert clustered_pool is not None and clustered_pool.hits == pooled_hits
+    assert clustered_pool.targets == sum(len({item for item, _ in r.new_targets}) for r in pooled_runs)
+    assert pooled_clustered_new([replace(pooled_runs[0], new_targets=()), *pooled_runs[1:]], 10) is None
     hits, n = result.runs[0].metrics.hits(10, "new")
     assert per_run[0][:5] == ["tiger", "rqk", "0", str(n), str(hits)]
     assert hits == pytest.approx(result.runs[0].metrics.get("recall", 10, "new") * n)

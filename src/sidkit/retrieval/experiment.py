@@ -173,6 +173,19 @@ class RunResult:
         return RunResult(**values)
 
 
+def pooled_clustered_new(runs: Sequence[RunResult], k: int) -> ClusteredHits | None:
+    """Recall@k on the ``new`` slice of several runs (seeds) pooled, one cluster per (seed, target
+    item): seeds hold out different items, and one item's examples repeat within a seed. None when a
+    run did not record its targets, or with fewer than 2 clusters."""
+    if not runs or any(not run.new_targets for run in runs):
+        return None
+    rows = np.array([(run.seed, item, position) for run in runs for item, position in run.new_targets],
+                    dtype=np.int64)
+    if len(np.unique(rows[:, :2], axis=0)) < 2:
+        return None
+    return clustered_hits(rows[:, :2], rows[:, 2], k)
+
+
 @dataclass(frozen=True)
 class TableRow:
     """Mean and 95% t interval across seeds of one model x tokenizer x metric x K x slice."""

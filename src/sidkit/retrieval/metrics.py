@@ -132,10 +132,15 @@ def clustered_interval(hits: np.ndarray, examples: np.ndarray, z: float = Z_95) 
 
 
 def clustered_hits(targets: np.ndarray, positions: np.ndarray, k: int) -> ClusteredHits:
-    """Recall@k of examples with ``targets`` (E,) found at 0-based ``positions`` (E,; -1: not ranked),
-    clustered by target item."""
+    """Recall@k of examples with ``targets`` found at 0-based ``positions`` (E,; -1: not ranked),
+    clustered by target. ``targets`` is (E,) item ids, or (E, 2) rows such as (seed, item) when runs of
+    several seeds are pooled: each seed holds out its own items, so a target is a cluster per seed."""
     targets, positions = np.asarray(targets), np.asarray(positions)
-    items, cluster = np.unique(targets, return_inverse=True)
+    if targets.ndim == 2:
+        items, cluster = np.unique(targets, axis=0, return_inverse=True)
+        cluster = cluster.reshape(-1)
+    else:
+        items, cluster = np.unique(targets, return_inverse=True)
     hit = (positions >= 0) & (positions < k)
     examples = np.bincount(cluster, minlength=len(items))
     hits = np.bincount(cluster, weights=hit, minlength=len(items))

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 from sidkit.report.html import IMAGE_CHECK, STYLE, _e, _image, _table
 from sidkit.report.plots import color, to_png
 from sidkit.report.tables import markdown_table
-from sidkit.retrieval.metrics import wilson_interval
+from sidkit.retrieval.experiment import pooled_clustered_new
+from sidkit.retrieval.metrics import ClusteredHits, wilson_interval
 
 if TYPE_CHECKING:
     from sidkit.ranking.metrics import MeanCI
@@ -83,8 +84,8 @@ def paired_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[s
     return headers, rows
 
 
-NEW_SLICE_TITLE = ("Slice new, per run: hits with the 95% Wilson interval, then by distinct target item with the "
-                   "95% clustered interval")
+NEW_SLICE_TITLE = ("Slice new, per run and pooled over seeds: hits with the 95% Wilson interval, then by distinct "
+                   "target item with the 95% clustered interval")
 
 
 def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[str]]]:
@@ -98,26 +99,41 @@ def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list
                "distinct targets", *[h for k in cutoffs for h in (f"targets hit@{k}", f"Recall@{k} (95% clustered)")]]
     rows = []
     for model, tokenizer in experiment.arms():
+        with_slice = []
         for run in experiment.select(model, tokenizer):
-            cells = []
-            for k in cutoffs:
-                hits, n = run.metrics.hits(k, "new")
-                if not n:
-                    break
-                low, high = wilson_interval(hits, n)
-                cells += [str(hits), f"{hits / n:.4f} ({low:.4f} to {high:.4f})"]
-            if not cells:
+            if not run.metrics.hits(cutoffs[0], "new")[1]:
                 continue
-            clustered = [run.clustered_new(k) for k in cutoffs]
-            if clustered[0] is None:  # not recorded by this run
-                cells += ["-"] * (1 + 2 * len(cutoffs))
-            else:
-                cells.append(str(clustered[0].targets))
-                for c in clustered:
-                    assert c is not None
-                    cells += [str(c.targets_hit), f"{c.rate:.4f} ({c.low:.4f} to {c.high:.4f})"]
-            rows.append([model, tokenizer, str(run.seed), str(n), *cells])
+            with_slice.append(run)
+            counts = [run.metrics.hits(k, "new") for k in cutoffs]
+            rows.append([model, tokenizer, str(run.seed), str(counts[0][1]),
+                         *_new_item_cells(counts, [run.clustered_new(k) for k in cutoffs])])
+        if len(with_slice) >= 2:
+            # pooled over seeds: one cluster per (seed, target), as each seed holds out its own items
+            counts = [_summed([run.metrics.hits(k, "new") for run in with_slice]) for k in cutoffs]
+            rows.append([model, tokenizer, "pooled", str(counts[0][1]),
+                         *_new_item_cells(counts, [pooled_clustered_new(with_slice, k) for k in cutoffs])])
     return headers, rows
+
+
+def _summed(counts: list[tuple[int, int]]) -> tuple[int, int]:
+    """(hits, examples) of several runs added up."""
+    return sum(h for h, _ in counts), sum(n for _, n in counts)
+
+
+def _new_item_cells(counts: list[tuple[int, int]], clustered: list[ClusteredHits | None]) -> list[str]:
+    """Per cutoff hits and the Wilson interval, then distinct targets and per cutoff targets hit and
+    the clustered interval ("-" where the targets were not recorded)."""
+    cells = []
+    for hits, n in counts:
+        low, high = wilson_interval(hits, n)
+        cells += [str(hits), f"{hits / n:.4f} ({low:.4f} to {high:.4f})"]
+    if clustered[0] is None:
+        return cells + ["-"] * (1 + 2 * len(clustered))
+    cells.append(str(clustered[0].targets))
+    for c in clustered:
+        assert c is not None
+        cells += [str(c.targets_hit), f"{c.rate:.4f} ({c.low:.4f} to {c.high:.4f})"]
+    return cells
 
 
 def timing_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[str]]]:
