@@ -11,6 +11,7 @@ import torch
 from sidkit.errors import ConfigError
 from sidkit.retrieval.data import Examples
 from sidkit.retrieval.metrics import (
+    cluster_bootstrap_interval,
     clustered_hits,
     clustered_interval,
     hit_positions,
@@ -138,6 +139,30 @@ def test_clustered_hits_over_seed_target_rows_keep_one_item_of_two_seeds_apart()
     # pooled by item id alone, item 7's four examples would be one cluster and the interval would differ
     merged = clustered_hits(rows[:, 1], positions, 5)
     assert merged.targets == 2 and merged.low != pytest.approx(pooled.low)
+
+
+def test_cluster_bootstrap_is_seeded_and_near_the_sandwich_for_many_even_clusters():
+    rng = np.random.default_rng(3)
+    examples = rng.integers(1, 4, size=400)
+    hits = rng.binomial(examples, 0.3)
+    first = cluster_bootstrap_interval(hits, examples, draws=4_000, seed=1)
+    assert first == cluster_bootstrap_interval(hits, examples, draws=4_000, seed=1)
+    _, low, high = clustered_interval(hits, examples)
+    assert first[0] == pytest.approx(low, abs=0.01) and first[1] == pytest.approx(high, abs=0.01)
+
+
+def test_cluster_bootstrap_follows_the_skew_of_hits_in_few_clusters():
+    # 6 of 300 clusters hold every hit: resampled ratios never go below 0 and skew right, so the
+    # bootstrap's 2.5% point sits above the symmetric sandwich's lower bound
+    examples = np.ones(300)
+    examples[:6] = 20
+    hits = np.zeros(300)
+    hits[:6] = [12, 8, 5, 3, 2, 1]
+    low, high = cluster_bootstrap_interval(hits, examples)
+    p, sandwich_low, _ = clustered_interval(hits, examples)
+    assert 0.0 < sandwich_low < low < p < high
+    # with no hits at all every resample is 0
+    assert cluster_bootstrap_interval(np.zeros(300), examples) == (0.0, 0.0)
 
 
 def test_clustered_interval_refuses_impossible_counts():

@@ -101,6 +101,8 @@ class ClusteredHits:
         k: the cutoff. examples, hits: the slice's examples and those with the target in the top k.
         targets: distinct target items. targets_hit: distinct targets hit at least once.
         rate, low, high: hits / examples and its interval.
+        boot_low, boot_high: the 95% cluster-bootstrap percentile interval of the same ratio
+            (:func:`cluster_bootstrap_interval`), a check on ``low``/``high`` when few clusters hold the hits.
     """
 
     k: int
@@ -111,6 +113,8 @@ class ClusteredHits:
     rate: float
     low: float
     high: float
+    boot_low: float
+    boot_high: float
 
 
 def clustered_interval(hits: np.ndarray, examples: np.ndarray, z: float = Z_95) -> tuple[float, float, float]:
@@ -131,6 +135,26 @@ def clustered_interval(hits: np.ndarray, examples: np.ndarray, z: float = Z_95) 
     return p, max(0.0, float(p - z * se)), min(1.0, float(p + z * se))
 
 
+def cluster_bootstrap_interval(hits: np.ndarray, examples: np.ndarray, *, draws: int = 10_000,
+                               seed: int = 0) -> tuple[float, float]:
+    """The 2.5% and 97.5% percentiles of sum(hits) / sum(examples) over ``draws`` resamples of the
+    clusters with replacement. Unlike the sandwich interval it is not symmetric about p, so it
+    follows the skew of a ratio whose hits sit in a few clusters; seeded, hence reproducible."""
+    hits = np.asarray(hits, dtype=np.float64)
+    examples = np.asarray(examples, dtype=np.float64)
+    if len(examples) < 2 or examples.sum() <= 0:
+        raise ConfigError(f"a cluster bootstrap needs at least 2 clusters and some examples, got {len(examples)} "
+                          f"clusters", where="cluster_bootstrap_interval", fix="pass per-cluster counts")
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(draws)
+    chunk = max(1, 2_000_000 // len(examples))  # draws x clusters indices at once would not fit for big slices
+    for start in range(0, draws, chunk):
+        pick = rng.integers(0, len(examples), size=(min(chunk, draws - start), len(examples)))
+        ratios[start:start + len(pick)] = hits[pick].sum(axis=1) / np.maximum(examples[pick].sum(axis=1), 1.0)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def clustered_hits(targets: np.ndarray, positions: np.ndarray, k: int) -> ClusteredHits:
     """Recall@k of examples with ``targets`` found at 0-based ``positions`` (E,; -1: not ranked),
     clustered by target. ``targets`` is (E,) item ids, or (E, 2) rows such as (seed, item) when runs of
@@ -145,8 +169,9 @@ def clustered_hits(targets: np.ndarray, positions: np.ndarray, k: int) -> Cluste
     examples = np.bincount(cluster, minlength=len(items))
     hits = np.bincount(cluster, weights=hit, minlength=len(items))
     rate, low, high = clustered_interval(hits, examples)
+    boot_low, boot_high = cluster_bootstrap_interval(hits, examples)
     return ClusteredHits(int(k), int(examples.sum()), int(hits.sum()), len(items), int((hits > 0).sum()),
-                         rate, low, high)
+                         rate, low, high, boot_low, boot_high)
 
 
 def hit_positions(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:

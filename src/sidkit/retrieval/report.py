@@ -96,7 +96,8 @@ def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list
     cutoffs = [k for k in experiment.settings.cutoffs if k >= 10] or list(experiment.settings.cutoffs)
     headers = ["model", "SIDs", "seed", "new examples",
                *[h for k in cutoffs for h in (f"hits@{k}", f"Recall@{k} (95% Wilson)")],
-               "distinct targets", *[h for k in cutoffs for h in (f"targets hit@{k}", f"Recall@{k} (95% clustered)")]]
+               "distinct targets",
+               *[h for k in cutoffs for h in (f"targets hit@{k}", f"Recall@{k} (95% clustered; cluster bootstrap)")]]
     rows = []
     for model, tokenizer in experiment.arms():
         with_slice = []
@@ -132,7 +133,8 @@ def _new_item_cells(counts: list[tuple[int, int]], clustered: list[ClusteredHits
     cells.append(str(clustered[0].targets))
     for c in clustered:
         assert c is not None
-        cells += [str(c.targets_hit), f"{c.rate:.4f} ({c.low:.4f} to {c.high:.4f})"]
+        cells += [str(c.targets_hit),
+                  f"{c.rate:.4f} ({c.low:.4f} to {c.high:.4f}; bootstrap {c.boot_low:.4f} to {c.boot_high:.4f})"]
     return cells
 
 
