@@ -85,7 +85,7 @@ def paired_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[s
 
 
 NEW_SLICE_TITLE = ("Slice new, per run and pooled over seeds: hits with the 95% Wilson interval, then by distinct "
-                   "target item with the 95% clustered interval")
+                   "target item with the 95% clustered and cluster-bootstrap intervals")
 
 
 def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[str]]]:
