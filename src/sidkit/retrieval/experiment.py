@@ -154,10 +154,7 @@ class RunResult:
     def clustered_new(self, k: int) -> ClusteredHits | None:
         """Recall@k on the ``new`` slice clustered by distinct target item (None: not recorded, or
         fewer than 2 distinct targets)."""
-        if len({item for item, _ in self.new_targets}) < 2:
-            return None
-        targets, positions = np.array(self.new_targets, dtype=np.int64).T
-        return clustered_hits(targets, positions, k)
+        return pooled_clustered_new([self], k)  # one seed: a (seed, target) cluster is a target
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
