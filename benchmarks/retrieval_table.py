@@ -174,6 +174,9 @@ def main() -> None:
     parser.add_argument("--tiger-epochs", type=int, default=TigerConfig().epochs,
                         help="tiger's epoch cap; finished units that ran to a lower cap are run again")
     parser.add_argument("--sasrec-epochs", type=int, default=SasrecConfig().epochs, help="sasrec's epoch cap")
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="training and inference precision of tiger and sasrec (auto: bfloat16 where the CPU "
+                             "has native bfloat16 GEMMs); each unit records the one it ran in")
     parser.add_argument("--tables-only", action="store_true", help="only rewrite the tables from finished units")
     parser.add_argument("--table-seeds", default="",
                         help="with --tables-only: tables of these seeds' units only, in OUT/SPLIT/seeds-...")
@@ -187,8 +190,8 @@ def main() -> None:
     arms = [a for a in args.arms.split(",") if a]
     settings = RetrieveSettings(models=("tiger", "sasrec", "popularity"), levels=args.levels, threads=args.threads,
                                 item_holdout=args.item_holdout, new_item_share=args.new_item_share, progress=False,
-                                tiger=replace(TigerConfig(), epochs=args.tiger_epochs),
-                                sasrec=replace(SasrecConfig(), epochs=args.sasrec_epochs))
+                                tiger=replace(TigerConfig(), epochs=args.tiger_epochs, precision=args.precision),
+                                sasrec=replace(SasrecConfig(), epochs=args.sasrec_epochs, precision=args.precision))
     caps = {"tiger": args.tiger_epochs, "sasrec": args.sasrec_epochs}
     if args.tables_only:
         chosen = [int(s) for s in args.table_seeds.split(",") if s] or None
