@@ -12,6 +12,7 @@ from sidkit.errors import ConfigError
 from sidkit.retrieval.data import Examples
 from sidkit.retrieval.metrics import (
     cluster_bootstrap_interval,
+    clustered_difference,
     clustered_hits,
     clustered_interval,
     hit_positions,
@@ -170,3 +171,57 @@ def test_clustered_interval_refuses_impossible_counts():
         clustered_interval(np.array([1]), np.array([3]))
     with pytest.raises(ConfigError, match="hits <= examples"):
         clustered_interval(np.array([4, 0]), np.array([3, 2]))
+
+
+def _loop_sandwich(clusters, values):
+    """The cluster-robust mean and se written out per cluster, as a reference."""
+    labels = sorted(set(clusters))
+    sums = [sum(v for c, v in zip(clusters, values, strict=True) if c == label) for label in labels]
+    counts = [sum(1 for c in clusters if c == label) for label in labels]
+    total = sum(counts)
+    mean = sum(sums) / total
+    big_c = len(labels)
+    se = math.sqrt(big_c / (big_c - 1) * sum((s - mean * n) ** 2 for s, n in zip(sums, counts, strict=True))) / total
+    return mean, se
+
+
+def test_clustered_difference_matches_a_per_cluster_loop():
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 40, size=400)
+    positions_a = np.where(rng.random(400) < 0.3, rng.integers(0, 20, size=400), -1)
+    positions_b = np.where(rng.random(400) < 0.2, rng.integers(0, 20, size=400), -1)
+    d = clustered_difference(targets, positions_a, positions_b, 10)
+    values = [int(0 <= a < 10) - int(0 <= b < 10) for a, b in zip(positions_a, positions_b, strict=True)]
+    mean, se = _loop_sandwich(targets.tolist(), values)
+    assert d.difference == pytest.approx(mean) and d.low == pytest.approx(mean - 1.959963984540054 * se)
+    assert d.high == pytest.approx(mean + 1.959963984540054 * se)
+    assert (d.examples, d.clusters) == (400, len(set(targets.tolist())))
+    assert d.hits_a == int(((positions_a >= 0) & (positions_a < 10)).sum())
+    assert d.difference == pytest.approx((d.hits_a - d.hits_b) / 400)
+    assert d.boot_low < d.difference < d.boot_high
+
+
+def test_clustered_difference_is_antisymmetric_and_reduces_to_the_one_arm_reading():
+    targets = np.repeat(np.arange(30), 4)
+    positions = np.where(np.arange(120) % 7 == 0, 3, -1)
+    never = np.full(120, -1)
+    ab = clustered_difference(targets, positions, never, 10)
+    ba = clustered_difference(targets, never, positions, 10)
+    assert ba.difference == pytest.approx(-ab.difference)
+    assert (ba.low, ba.high) == pytest.approx((-ab.high, -ab.low))
+    assert (ab.clusters_a_ahead, ab.clusters_b_ahead) == (ba.clusters_b_ahead, ba.clusters_a_ahead)
+    # against a model that never hits, the difference is the clustered Recall@k itself
+    alone = clustered_hits(targets, positions, 10)
+    assert alone.low > 0 and (ab.difference, ab.low, ab.high) == pytest.approx((alone.rate, alone.low, alone.high))
+    same = clustered_difference(targets, positions, positions, 10)
+    assert (same.difference, same.low, same.high, same.boot_low, same.boot_high) == (0.0, 0.0, 0.0, 0.0, 0.0)
+    # (seed, item) rows keep one item of two seeds apart
+    rows = np.column_stack([np.arange(120) % 2, np.zeros(120, dtype=np.int64)])
+    assert clustered_difference(rows, positions, never, 10).clusters == 2
+
+
+def test_clustered_difference_refuses_unpaired_positions():
+    with pytest.raises(ConfigError, match="one position per example from each model"):
+        clustered_difference(np.arange(4), np.zeros(4), np.zeros(3), 10)
+    with pytest.raises(ConfigError, match="at least 2 clusters"):
+        clustered_difference(np.zeros(4), np.zeros(4), np.zeros(4), 10)

@@ -11,8 +11,15 @@ import pytest
 from sidkit.cli import main
 from sidkit.data.dataset import save_dataset
 from sidkit.errors import ConfigError, DataError
-from sidkit.retrieval.experiment import RetrieveSettings, RunResult, pooled_clustered_new, read_runs, run_retrieval
-from sidkit.retrieval.report import new_item_rows
+from sidkit.retrieval.experiment import (
+    RetrieveSettings,
+    RunResult,
+    pooled_clustered_new,
+    pooled_paired_new,
+    read_runs,
+    run_retrieval,
+)
+from sidkit.retrieval.report import new_item_paired_rows, new_item_rows
 from sidkit.retrieval.sasrec import SasrecConfig
 from sidkit.retrieval.tiger import TigerConfig
 from sidkit.tokenizers.rq_kmeans import RQKMeans
@@ -86,6 +93,29 @@ def test_run_writes_tables_runs_and_report(dataset_dir, tmp_path):
     assert clustered is not None and (clustered.examples, clustered.hits, clustered.targets,
                                       clustered.targets_hit) == (5, 2, 3, 1)
     assert read_runs(tmp_path / "run" / "runs.jsonl")[0].new_targets == run.new_targets
+    # paired on the new slice: the same examples of each seed, pooled like the per-arm reading
+    assert "## Slice new, paired on the same examples" in summary
+    random_runs = [r for r in result.runs if (r.model, r.tokenizer) == ("tiger", "random")]
+    paired = pooled_paired_new(pooled_runs, random_runs, 10)
+    random_pool = pooled_clustered_new(random_runs, 10)
+    assert paired is not None and random_pool is not None
+    assert (paired.hits_a, paired.hits_b) == (clustered_pool.hits, random_pool.hits)
+    assert paired.clusters == clustered_pool.targets
+    assert paired.difference == pytest.approx(clustered_pool.rate - random_pool.rate)
+    pair_headers, pair_rows = new_item_paired_rows(result)
+    assert [row[:3] for row in pair_rows] == [["tiger (rqk)", "tiger (random)", "0,1"],
+                                              ["tiger (rqk)", "sasrec", "0,1"], ["tiger (random)", "sasrec", "0,1"],
+                                              ["popularity", "sasrec", "0,1"]]
+    assert pair_rows[0][pair_headers.index("hits@10 a / b")] == f"{paired.hits_a} / {paired.hits_b}"
+    # only the seeds both arms ran are paired; hits count per arm on the same examples
+    a = replace(pooled_runs[0], new_targets=((4, 0), (4, 3), (9, -1), (2, 11)))
+    b = replace(random_runs[0], new_targets=((4, -1), (4, 5), (9, 2), (2, -1)))
+    one = pooled_paired_new([a, replace(a, seed=7)], [b], 10)
+    assert one is not None and (one.examples, one.clusters, one.hits_a, one.hits_b) == (4, 3, 2, 2)
+    assert (one.clusters_a_ahead, one.clusters_b_ahead, one.difference) == (1, 1, 0.0)
+    shifted = replace(random_runs[0], new_targets=random_runs[0].new_targets[1:])
+    with pytest.raises(ConfigError, match="ranked different new examples"):
+        pooled_paired_new(pooled_runs, [shifted, *random_runs[1:]], 10)
 
 
 def test_same_seed_same_metrics(dataset_dir, tmp_path):

@@ -47,8 +47,10 @@ from sidkit.retrieval.data import DEFAULT_HISTORY, SLICES, SPLITS, NextItemData,
 from sidkit.retrieval.metrics import (
     CUTOFFS,
     METRICS,
+    ClusteredDifference,
     ClusteredHits,
     RetrievalMetrics,
+    clustered_difference,
     clustered_hits,
     hit_positions,
     reserve_new_items,
@@ -181,6 +183,33 @@ def pooled_clustered_new(runs: Sequence[RunResult], k: int) -> ClusteredHits | N
     if len(np.unique(rows[:, :2], axis=0)) < 2:
         return None
     return clustered_hits(rows[:, :2], rows[:, 2], k)
+
+
+def pooled_paired_new(runs_a: Sequence[RunResult], runs_b: Sequence[RunResult], k: int) -> ClusteredDifference | None:
+    """Recall@k on the ``new`` slice of runs ``a`` minus runs ``b`` of the same seeds, pooled over the
+    seeds both have, one cluster per (seed, target item). None when no seed is shared, a shared run did
+    not record its targets, or with fewer than 2 clusters.
+
+    Raises:
+        ConfigError: two runs of one seed ranked different ``new`` examples (another split or hold-out).
+    """
+    by_seed = {run.seed: run for run in runs_b}
+    pairs = [(a, by_seed[a.seed]) for a in runs_a if a.seed in by_seed]
+    if not pairs or any(not a.new_targets or not b.new_targets for a, b in pairs):
+        return None
+    rows = []
+    for a, b in pairs:
+        targets_a = np.array(a.new_targets, dtype=np.int64).reshape(-1, 2)
+        targets_b = np.array(b.new_targets, dtype=np.int64).reshape(-1, 2)
+        if targets_a.shape != targets_b.shape or not np.array_equal(targets_a[:, 0], targets_b[:, 0]):
+            raise ConfigError(f"seed {a.seed}: {a.model}:{a.tokenizer} and {b.model}:{b.tokenizer} ranked different "
+                              f"new examples ({len(targets_a)} and {len(targets_b)})", where="pooled_paired_new",
+                              fix="pair runs of the same split, seed and --item-holdout")
+        rows.append(np.column_stack([np.full(len(targets_a), a.seed), targets_a, targets_b[:, 1]]))
+    table = np.concatenate(rows)
+    if len(np.unique(table[:, :2], axis=0)) < 2:
+        return None
+    return clustered_difference(table[:, :2], table[:, 2], table[:, 3], k)
 
 
 @dataclass(frozen=True)

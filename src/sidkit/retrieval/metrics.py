@@ -125,21 +125,33 @@ def clustered_interval(hits: np.ndarray, examples: np.ndarray, z: float = Z_95) 
     the copies would shrink by sqrt(2))."""
     hits = np.asarray(hits, dtype=np.float64)
     examples = np.asarray(examples, dtype=np.float64)
-    clusters, total = len(examples), float(examples.sum())
-    if clusters < 2 or total <= 0 or (hits < 0).any() or (hits > examples).any():
-        raise ConfigError(f"a clustered interval needs at least 2 clusters and 0 <= hits <= examples, got "
-                          f"{clusters} clusters and {total:g} examples", where="clustered_interval",
+    if (hits < 0).any() or (hits > examples).any():
+        raise ConfigError(f"a clustered interval needs 0 <= hits <= examples in every cluster, got hits from "
+                          f"{hits.min(initial=0):g} to {hits.max(initial=0):g}", where="clustered_interval",
                           fix="pass per-cluster hit and example counts")
-    p = float(hits.sum()) / total
-    se = np.sqrt(clusters / (clusters - 1) * float(np.sum((hits - p * examples) ** 2))) / total
-    return p, max(0.0, float(p - z * se)), min(1.0, float(p + z * se))
+    p, se = _sandwich(hits, examples, "clustered_interval")
+    return p, max(0.0, p - z * se), min(1.0, p + z * se)
+
+
+def _sandwich(sums: np.ndarray, examples: np.ndarray, where: str) -> tuple[float, float]:
+    """(mean, se): the per-example mean sum(sums) / sum(examples) of clustered data and its
+    cluster-robust standard error (the formula of :func:`clustered_interval`; ``sums`` may be signed)."""
+    clusters, total = len(examples), float(examples.sum())
+    if clusters < 2 or total <= 0 or len(sums) != clusters:
+        raise ConfigError(f"a clustered interval needs at least 2 clusters with examples and one sum per cluster, "
+                          f"got {clusters} clusters, {len(sums)} sums and {total:g} examples", where=where,
+                          fix="pass per-cluster sums and example counts")
+    mean = float(sums.sum()) / total
+    se = float(np.sqrt(clusters / (clusters - 1) * float(np.sum((sums - mean * examples) ** 2)))) / total
+    return mean, se
 
 
 def cluster_bootstrap_interval(hits: np.ndarray, examples: np.ndarray, *, draws: int = 10_000,
                                seed: int = 0) -> tuple[float, float]:
     """The 2.5% and 97.5% percentiles of sum(hits) / sum(examples) over ``draws`` resamples of the
-    clusters with replacement. Unlike the sandwich interval it is not symmetric about p, so it
-    follows the skew of a ratio whose hits sit in a few clusters; seeded, hence reproducible."""
+    clusters with replacement (``hits`` may be signed: per-cluster sums of paired differences).
+    Unlike the sandwich interval it is not symmetric about p, so it follows the skew of a ratio whose
+    hits sit in a few clusters; seeded, hence reproducible."""
     hits = np.asarray(hits, dtype=np.float64)
     examples = np.asarray(examples, dtype=np.float64)
     if len(examples) < 2 or examples.sum() <= 0:
@@ -172,6 +184,65 @@ def clustered_hits(targets: np.ndarray, positions: np.ndarray, k: int) -> Cluste
     boot_low, boot_high = cluster_bootstrap_interval(hits, examples)
     return ClusteredHits(int(k), int(examples.sum()), int(hits.sum()), len(items), int((hits > 0).sum()),
                          rate, low, high, boot_low, boot_high)
+
+
+@dataclass(frozen=True)
+class ClusteredDifference:
+    """Recall@k of model a minus model b on the same examples, read by distinct target item.
+
+    Per example the difference is hit_a - hit_b (1, 0 or -1); its mean over the slice is the paired
+    Recall@k difference. Clusters are distinct targets, as in :class:`ClusteredHits`, so an item that
+    one model learned and the other did not counts once, however many users it ends.
+
+    Attributes:
+        k: the cutoff. examples: the paired examples. clusters: distinct targets.
+        hits_a, hits_b: examples with the target in each model's top k.
+        clusters_a_ahead, clusters_b_ahead: targets where one model has more hits than the other.
+        difference, low, high: (hits_a - hits_b) / examples and its cluster-robust 95% interval.
+        boot_low, boot_high: its 95% cluster-bootstrap percentile interval.
+    """
+
+    k: int
+    examples: int
+    clusters: int
+    hits_a: int
+    hits_b: int
+    clusters_a_ahead: int
+    clusters_b_ahead: int
+    difference: float
+    low: float
+    high: float
+    boot_low: float
+    boot_high: float
+
+
+def clustered_difference(targets: np.ndarray, positions_a: np.ndarray, positions_b: np.ndarray, k: int,
+                         z: float = Z_95) -> ClusteredDifference:
+    """Recall@k of a minus b on examples with ``targets`` ((E,) items or (E, 2) rows such as (seed,
+    item), as in :func:`clustered_hits`), found at 0-based ``positions_a`` and ``positions_b`` (-1: not
+    ranked) by the two models, clustered by target."""
+    targets = np.asarray(targets)
+    positions_a, positions_b = np.asarray(positions_a), np.asarray(positions_b)
+    if not (len(targets) == len(positions_a) == len(positions_b)):
+        raise ConfigError(f"a paired difference needs one position per example from each model, got "
+                          f"{len(targets)} targets, {len(positions_a)} and {len(positions_b)} positions",
+                          where="clustered_difference", fix="pass both models' positions on the same examples")
+    if targets.ndim == 2:
+        items, cluster = np.unique(targets, axis=0, return_inverse=True)
+        cluster = cluster.reshape(-1)
+    else:
+        items, cluster = np.unique(targets, return_inverse=True)
+    hit_a = (positions_a >= 0) & (positions_a < k)
+    hit_b = (positions_b >= 0) & (positions_b < k)
+    examples = np.bincount(cluster, minlength=len(items)).astype(np.float64)
+    per_a = np.bincount(cluster, weights=hit_a, minlength=len(items))
+    per_b = np.bincount(cluster, weights=hit_b, minlength=len(items))
+    sums = per_a - per_b
+    difference, se = _sandwich(sums, examples, "clustered_difference")
+    boot_low, boot_high = cluster_bootstrap_interval(sums, examples)
+    return ClusteredDifference(int(k), int(examples.sum()), len(items), int(per_a.sum()), int(per_b.sum()),
+                               int((sums > 0).sum()), int((sums < 0).sum()), difference,
+                               max(-1.0, difference - z * se), min(1.0, difference + z * se), boot_low, boot_high)
 
 
 def hit_positions(ranked: np.ndarray, targets: np.ndarray) -> np.ndarray:

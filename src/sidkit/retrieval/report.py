@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from sidkit.report.html import IMAGE_CHECK, STYLE, _e, _image, _table
 from sidkit.report.plots import color, to_png
 from sidkit.report.tables import markdown_table
-from sidkit.retrieval.experiment import pooled_clustered_new
+from sidkit.retrieval.experiment import BASELINE, RANDOM, pooled_clustered_new, pooled_paired_new
 from sidkit.retrieval.metrics import ClusteredHits, wilson_interval
 
 if TYPE_CHECKING:
@@ -116,6 +116,49 @@ def new_item_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list
     return headers, rows
 
 
+NEW_PAIRED_TITLE = ("Slice new, paired on the same examples and pooled over the seeds both ran: Recall@K of one arm "
+                    "minus another, by distinct target item, with the 95% clustered and cluster-bootstrap intervals")
+
+
+def new_item_pairs(experiment: RetrievalExperiment) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """The comparisons read on the ``new`` slice: tiger on each tokenizer's SIDs against tiger on random
+    SIDs (does content help new items?), then every arm against the baseline (sasrec)."""
+    arms = experiment.arms()
+    random_arm = ("tiger", RANDOM)
+    pairs = [(arm, random_arm) for arm in arms if arm[0] == "tiger" and arm != random_arm and random_arm in arms]
+    baseline = next((arm for arm in arms if arm[0] == BASELINE), None)
+    if baseline is not None:
+        pairs += [(arm, baseline) for arm in arms if arm != baseline]
+    return pairs
+
+
+def new_item_paired_rows(experiment: RetrievalExperiment) -> tuple[list[str], list[list[str]]]:
+    """Per pair of arms, pooled over their shared seeds: examples, distinct targets and, per cutoff of
+    10 and above, both arms' hits, the targets where each is ahead, and the difference with its
+    intervals (:func:`sidkit.retrieval.experiment.pooled_paired_new`)."""
+    cutoffs = [k for k in experiment.settings.cutoffs if k >= 10] or list(experiment.settings.cutoffs)
+    headers = ["arm a", "arm b", "seeds", "new examples", "distinct targets",
+               *[h for k in cutoffs for h in (f"hits@{k} a / b", f"targets ahead@{k} a / b",
+                                               f"Recall@{k} a - b (95% clustered; cluster bootstrap)")]]
+    rows = []
+    for a, b in new_item_pairs(experiment):
+        runs_a, runs_b = experiment.select(*a), experiment.select(*b)
+        differences = [pooled_paired_new(runs_a, runs_b, k) for k in cutoffs]
+        first = differences[0]
+        if first is None:
+            continue
+        seeds = sorted({run.seed for run in runs_a} & {run.seed for run in runs_b})
+        cells = []
+        for d in differences:
+            assert d is not None
+            cells += [f"{d.hits_a} / {d.hits_b}", f"{d.clusters_a_ahead} / {d.clusters_b_ahead}",
+                      f"{d.difference:+.4f} ({d.low:+.4f} to {d.high:+.4f}; bootstrap {d.boot_low:+.4f} to "
+                      f"{d.boot_high:+.4f})"]
+        rows.append([arm_label(*a), arm_label(*b), ",".join(str(s) for s in seeds), str(first.examples),
+                     str(first.clusters), *cells])
+    return headers, rows
+
+
 def _summed(counts: list[tuple[int, int]]) -> tuple[int, int]:
     """(hits, examples) of several runs added up."""
     return sum(h for h, _ in counts), sum(n for _, n in counts)
@@ -208,6 +251,9 @@ def markdown_summary(experiment: RetrievalExperiment) -> str:
     headers, rows = new_item_rows(experiment)
     if rows:
         lines += [f"## {NEW_SLICE_TITLE}", "", *markdown_table(headers, rows), ""]
+    headers, rows = new_item_paired_rows(experiment)
+    if rows:
+        lines += [f"## {NEW_PAIRED_TITLE}", "", *markdown_table(headers, rows), ""]
     headers, rows = paired_rows(experiment)
     if rows:
         lines += ["## Minus sasrec on the same seed (paired)", "", *markdown_table(headers, rows), ""]
@@ -236,6 +282,9 @@ def render_report(experiment: RetrievalExperiment) -> str:
     headers, rows = new_item_rows(experiment)
     if rows:
         body += [f"<h2>{NEW_SLICE_TITLE}</h2>", _table(headers, rows)]
+    headers, rows = new_item_paired_rows(experiment)
+    if rows:
+        body += [f"<h2>{NEW_PAIRED_TITLE}</h2>", _table(headers, rows)]
     headers, rows = paired_rows(experiment)
     if rows:
         body += ["<h2>Minus sasrec on the same seed</h2>", _table(headers, rows)]
