@@ -193,12 +193,12 @@ def main() -> None:
                                 tiger=replace(TigerConfig(), epochs=args.tiger_epochs, precision=args.precision),
                                 sasrec=replace(SasrecConfig(), epochs=args.sasrec_epochs, precision=args.precision))
     caps = {"tiger": args.tiger_epochs, "sasrec": args.sasrec_epochs}
+    check_holdout(args.out, args.item_holdout, args.new_item_share)  # tables too: they print the hold-out
     if args.tables_only:
         chosen = [int(s) for s in args.table_seeds.split(",") if s] or None
         for split in splits:
             write_tables(args.data, args.out, settings, split, chosen)
         return
-    check_holdout(args.out, args.item_holdout, args.new_item_share)
     dataset = load_dataset(args.data)
     for split in splits:
         for seed in seeds:

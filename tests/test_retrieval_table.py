@@ -74,3 +74,24 @@ def test_tables_of_chosen_seeds_are_written_apart_from_the_whole_table(tmp_path)
     np.testing.assert_allclose(whole["mean"], np.mean([unit(s) for s in seeds]))
     np.testing.assert_allclose(chosen["mean"], np.mean([unit(s) for s in (0, 2)]))
     assert "2 seeds" in (tmp_path / "leave-one-out" / "seeds-0-2" / "summary.md").read_text()
+
+
+def test_tables_only_refuses_units_run_under_another_hold_out(tmp_path, monkeypatch, capsys) -> None:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    units = Path(__file__).parents[1] / "benchmarks/results/retrieval/ml1m-cold-clustered/runs/leave-one-out"
+    shutil.copytree(units, tmp_path / "runs" / "leave-one-out")
+    script = load_script()
+    argv = ["retrieval_table.py", "--data", "data/ml-1m", "--out", str(tmp_path), "--splits", "leave-one-out",
+            "--tables-only"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match=r"was run with --item-holdout 0\.1, not 0\.0"):
+        script.main()  # the table would print hold-out 0 over cold-start units
+    assert not (tmp_path / "leave-one-out").exists()
+    monkeypatch.setattr(sys, "argv", [*argv, "--item-holdout", "0.1", "--new-item-share", "0.1"])
+    script.main()
+    assert "item hold-out 0.1" in (tmp_path / "leave-one-out" / "summary.md").read_text(encoding="utf-8")

@@ -205,9 +205,14 @@ def test_a_run_cut_short_leaves_the_earlier_run_whole_and_keeps_its_finished_run
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before  # untouched
     kept = experiment_from_runs(dataset_dir / "data", tmp_path / "run", settings)
     assert [(r.model, r.seed) for r in kept.runs] == [("popularity", 0)]  # from the staging directory
+    from sidkit.retrieval.report import description
+    unit_seconds = kept.runs[0].train_seconds + kept.runs[0].eval_seconds
+    assert f"assembled from 1 finished runs, {unit_seconds:,.0f} s of training and test" in description(kept)
+    assert "run took" not in description(kept)  # an assembled experiment has no wall time of its own
     monkeypatch.setattr(retrieval_experiment, "run_model", real_run_model)
     again = run_retrieval(dataset_dir / "data", tmp_path / "run", replace(settings, seeds=2), report=False)
     assert [(r.model, r.seed) for r in again.runs] == [("popularity", 0), ("popularity", 1)]
+    assert f"run took {again.seconds:.0f} s" in description(again)
     assert len(read_runs(tmp_path / "run" / "runs.jsonl")) == 2  # the cut-short run's line was not kept
     assert not staging_dir(tmp_path / "run").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

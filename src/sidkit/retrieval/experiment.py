@@ -267,7 +267,12 @@ class RetrievalExperiment:
     tokenizer: str | None
     runs: tuple[RunResult, ...]
     data: dict[int, dict[str, Any]]
-    seconds: float
+    seconds: float  # wall time of the whole run; 0 for one assembled from finished runs
+
+    @property
+    def run_seconds(self) -> float:
+        """Training and test wall time summed over the runs (tokenizer fits not included)."""
+        return float(sum(run.train_seconds + run.eval_seconds for run in self.runs))
 
     @property
     def metrics_path(self) -> Path:

@@ -232,11 +232,14 @@ def description(experiment: RetrievalExperiment) -> str:
     data = "" if first is None else (
         f" {first['train_interactions']:,} training interactions, {first['test_examples']:,} test examples "
         f"({first['test_new']:,} with a held-out target), {first['candidates']:,} candidate items.")
+    took = (f"run took {experiment.seconds:.0f} s" if experiment.seconds > 0 else
+            f"assembled from {len(experiment.runs)} finished runs, {experiment.run_seconds:,.0f} s of training "
+            "and test in all")
     reserved = (f" (a share {s.new_item_share:g} of each list reserved for items unseen in training)"
                 if s.new_item_share > 0 else "")
     return (f"{s.split} split, history {s.history}, item hold-out {s.item_holdout:g}{reserved}, {s.seeds} seeds; "
             f"tiger {s.tiger.encoder_layers}+{s.tiger.decoder_layers} layers x {s.tiger.width}, beam {s.tiger.beam}; "
-            f"sasrec {s.sasrec.layers} layers x {s.sasrec.width}; run took {experiment.seconds:.0f} s.{data}")
+            f"sasrec {s.sasrec.layers} layers x {s.sasrec.width}; {took}.{data}")
 
 
 def markdown_summary(experiment: RetrievalExperiment) -> str:
