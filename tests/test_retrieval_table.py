@@ -76,7 +76,7 @@ def test_tables_of_chosen_seeds_are_written_apart_from_the_whole_table(tmp_path)
     assert "2 seeds" in (tmp_path / "leave-one-out" / "seeds-0-2" / "summary.md").read_text()
 
 
-def test_tables_only_refuses_units_run_under_another_hold_out(tmp_path, monkeypatch, capsys) -> None:
+def test_tables_only_refuses_units_run_under_another_hold_out(tmp_path, monkeypatch) -> None:
     import shutil
     import sys
     from pathlib import Path
